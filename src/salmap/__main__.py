@@ -1,0 +1,5 @@
+import sys
+
+from salmap.cli import main
+
+sys.exit(main())

@@ -1,0 +1,51 @@
+"""What `salmap.models.load` returns: a model together with what is needed to use it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from torch import nn
+
+
+@dataclass
+class LoadedModel:
+    """A classifier in eval mode plus its preprocessing, class names and default target layer.
+
+    `preprocess` turns a PIL image into the normalised `(C, H, W)` float tensor the model expects;
+    `target_layer` is the dotted module name that CAM-style methods use by default.
+    """
+
+    name: str
+    model: nn.Module
+    preprocess: Callable[[Image.Image], torch.Tensor]
+    input_size: tuple[int, int]
+    class_names: list[str]
+    target_layer: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    pretrained: bool = True
+
+    def class_index(self, label: int | str) -> int:
+        """The class index for an index or a class name (case-insensitive)."""
+        from salmap.errors import SalmapError
+
+        count = len(self.class_names)
+        if isinstance(label, int) or (isinstance(label, str) and label.strip().isdigit()):
+            index = int(label)
+            if not 0 <= index < count:
+                raise SalmapError(f"class index {index} is out of range for {self.name} (0..{count - 1})")
+            return index
+        wanted = str(label).strip().lower()
+        for index, name in enumerate(self.class_names):
+            if name.lower() == wanted:
+                return index
+        raise SalmapError(f"unknown class name {label!r} for {self.name}; give a name or an index 0..{count - 1}")
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Undo the normalisation: `(B, C, H, W)` back to [0, 1] pixel values."""
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        return (x * std + mean).clamp(0, 1)
