@@ -1,0 +1,211 @@
+"""Binary masks from saliency maps, and the masked-in / masked-out / inpainted images they make.
+
+Maps are `(B, H, W)` float tensors in [0, 1]; binary masks are `(B, H, W)` bool tensors
+(True = evidence); images are `(B, C, H, W)` tensors. Masking happens where the model sees the
+image (normalised space, where zero is the dataset mean); inpainting happens in pixel space
+(`to_pixels` / `to_normalized` convert between the two).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from salmap.errors import SalmapError
+
+
+def check_maps(maps: torch.Tensor, name: str = "maps") -> torch.Tensor:
+    """Check that `maps` is a float batch `(B, H, W)` with values in [0, 1]; return it detached."""
+    if not isinstance(maps, torch.Tensor):
+        raise SalmapError(f"{name} must be a tensor (B, H, W), got {type(maps).__name__}")
+    if maps.dim() != 3 or maps.shape[0] == 0:
+        raise SalmapError(f"{name} must have shape (B, H, W) with B >= 1, got {tuple(maps.shape)}")
+    if not maps.is_floating_point():
+        raise SalmapError(f"{name} must be a float tensor in [0, 1], got {maps.dtype}")
+    if not bool(torch.isfinite(maps).all()):
+        raise SalmapError(f"{name} hold NaN or infinite values")
+    if bool((maps < 0).any()) or bool((maps > 1).any()):
+        raise SalmapError(f"{name} must lie in [0, 1]: normalise them first (explainer default)")
+    return maps.detach()
+
+
+def check_binary(masks: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
+    """Check a `(B, H, W)` mask (bool, or float in [0, 1] for soft masks) against `like`'s shape."""
+    if not isinstance(masks, torch.Tensor) or masks.dim() != 3:
+        shape = tuple(masks.shape) if isinstance(masks, torch.Tensor) else type(masks).__name__
+        raise SalmapError(f"masks must be a tensor (B, H, W), got {shape}")
+    if like is not None and (
+        masks.shape[0] != like.shape[0] or masks.shape[-2:] != like.shape[-2:]
+    ):
+        raise SalmapError(
+            f"masks {tuple(masks.shape)} do not match images {tuple(like.shape)} (B, H, W)"
+        )
+    if masks.dtype == torch.bool:
+        return masks
+    return check_maps(masks.float(), "masks")
+
+
+def discretize(maps: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """Binary masks `b = m >= alpha * mean(m)`, the mean taken per image (seed paper 000)."""
+    maps = check_maps(maps)
+    if alpha < 0:
+        raise SalmapError(f"alpha must be >= 0, got {alpha}")
+    return maps >= alpha * maps.mean(dim=(1, 2), keepdim=True)
+
+
+def discretize_to_area(maps: torch.Tensor) -> torch.Tensor:
+    """The CASM reference rule: per image keep the k most salient pixels, k = round(mean(m) * H*W).
+
+    The binary area fraction then equals the map's mean (to one pixel). This is a threshold at
+    the k-th largest value with ties broken by pixel order (row-major), so the area is exact.
+    """
+    maps = check_maps(maps)
+    batch, height, width = maps.shape
+    flat = maps.reshape(batch, -1)
+    k = torch.round(flat.mean(dim=1) * flat.shape[1]).long()
+    order = torch.sort(flat, dim=1, descending=True, stable=True).indices
+    keep = torch.arange(flat.shape[1], device=maps.device).unsqueeze(0) < k.unsqueeze(1)
+    masks = torch.zeros_like(flat, dtype=torch.bool).scatter(1, order, keep)
+    return masks.view(batch, height, width)
+
+
+def _as_weights(masks: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    masks = check_binary(masks, images)
+    return masks.to(device=images.device, dtype=images.dtype).unsqueeze(1)
+
+
+def _check_images(images: torch.Tensor) -> torch.Tensor:
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise SalmapError(f"images must be a tensor (B, C, H, W), got {shape}")
+    return images
+
+
+def masked_in(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Masked-in images `b * x`: only the evidence kept, zero (the mean colour) elsewhere."""
+    images = _check_images(images)
+    return images * _as_weights(masks, images)
+
+
+def masked_out(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Masked-out images `(1 - b) * x`: the evidence set to zero in normalised space."""
+    images = _check_images(images)
+    return images * (1 - _as_weights(masks, images))
+
+
+def _channel_stats(values: Sequence[float], images: torch.Tensor) -> torch.Tensor:
+    stats = torch.as_tensor(values, dtype=images.dtype, device=images.device).flatten()
+    if stats.numel() not in (1, images.shape[1]):
+        raise SalmapError(f"mean/std need 1 or {images.shape[1]} values, got {stats.numel()}")
+    return stats.view(1, -1, 1, 1)
+
+
+def to_pixels(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Normalised images back to pixel space: `x * std + mean`, clamped to [0, 1]."""
+    images = _check_images(images)
+    return (images * _channel_stats(std, images) + _channel_stats(mean, images)).clamp(0, 1)
+
+
+def to_normalized(
+    pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
+    """Pixel-space images in [0, 1] to the model's space: `(p - mean) / std`."""
+    pixels = _check_images(pixels)
+    return (pixels - _channel_stats(mean, pixels)) / _channel_stats(std, pixels)
+
+
+def inpaint_masked_out(images: torch.Tensor, masks: torch.Tensor, radius: int = 3) -> torch.Tensor:
+    """Masked-out images whose evidence is filled by Telea inpainting (OpenCV `INPAINT_TELEA`).
+
+    `images` are in pixel space, `(B, C, H, W)` with C = 1 or 3 (RGB): uint8 in [0, 255] or float
+    in [0, 1] (use `to_pixels` on normalised images). The pixels where `masks` is True are
+    replaced; the others are returned unchanged. Output has the input's dtype and device.
+    """
+    images = _check_images(images)
+    binary = check_binary(masks, images)
+    if binary.dtype != torch.bool:
+        binary = binary > 0.5
+    if images.shape[1] not in (1, 3):
+        raise SalmapError(f"inpainting needs 1 or 3 channels, got {images.shape[1]}")
+    if radius < 1:
+        raise SalmapError(f"inpainting radius must be >= 1, got {radius}")
+    if images.dtype == torch.uint8:
+        pixels = images
+    elif images.is_floating_point():
+        if bool((images < 0).any()) or bool((images > 1).any()):
+            raise SalmapError("float images to inpaint must be pixels in [0, 1]: use to_pixels()")
+        pixels = (images * 255).round().to(torch.uint8)
+    else:
+        raise SalmapError(f"images to inpaint must be uint8 or float in [0, 1], got {images.dtype}")
+    arrays = pixels.permute(0, 2, 3, 1).cpu().numpy()
+    holes = binary.cpu().numpy().astype(np.uint8)
+    filled = np.stack(
+        [
+            cv2.inpaint(np.ascontiguousarray(image), hole, radius, cv2.INPAINT_TELEA).reshape(
+                image.shape
+            )
+            for image, hole in zip(arrays, holes, strict=True)
+        ]
+    )
+    filled_tensor = torch.from_numpy(filled).permute(0, 3, 1, 2).to(images.device)
+    if images.dtype != torch.uint8:
+        filled_tensor = filled_tensor.to(images.dtype) / 255
+    return torch.where(binary.to(images.device).unsqueeze(1), filled_tensor, images)
+
+
+def mask_figure(
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    path: str | Path,
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    alpha: float = 1.0,
+) -> Path:
+    """Save the CASM paper's Figure 1 layout: rows original / masked-in / masked-out / inpainted.
+
+    One column per image. `images` are pixels in [0, 1] (RGB or grey), or normalised images when
+    `mean` and `std` are given (then masking zeroes in normalised space, shown as the mean colour).
+    Masks are `discretize(maps, alpha)`. Returns the path written.
+    """
+    images = _check_images(images)
+    if (mean is None) != (std is None):
+        raise SalmapError("give both mean and std (normalised images) or neither (pixels)")
+    masks = discretize(maps, alpha).to(images.device)
+    if mean is None:
+        pixels = images.clamp(0, 1)
+        rows = [pixels, masked_in(pixels, masks), masked_out(pixels, masks)]
+    else:
+        pixels = to_pixels(images, mean, std)
+        rows = [
+            pixels,
+            to_pixels(masked_in(images, masks), mean, std),
+            to_pixels(masked_out(images, masks), mean, std),
+        ]
+    rows.append(inpaint_masked_out(pixels, masks))
+    titles = ["original", "masked-in", "masked-out", "inpainted"]
+    count = images.shape[0]
+    figure = Figure(figsize=(1.6 * count + 0.8, 6.6))
+    axes = figure.subplots(4, count, squeeze=False)
+    for row, (title, batch) in enumerate(zip(titles, rows, strict=True)):
+        for column in range(count):
+            axis = axes[row][column]
+            picture = batch[column].detach().permute(1, 2, 0).cpu().numpy()
+            if picture.shape[2] == 1:
+                axis.imshow(picture[:, :, 0], cmap="gray", vmin=0, vmax=1)
+            else:
+                axis.imshow(picture)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if column == 0:
+                axis.set_ylabel(title)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    return path
