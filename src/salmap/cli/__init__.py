@@ -14,9 +14,7 @@ COMMANDS = (explain, demo, listing)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="salmap", description="Saliency maps for image classifiers."
-    )
+    parser = argparse.ArgumentParser(prog="salmap", description="Saliency maps for image classifiers.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(subparsers)

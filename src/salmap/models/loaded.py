@@ -15,7 +15,9 @@ class LoadedModel:
     """A classifier in eval mode plus its preprocessing, class names and default target layer.
 
     `preprocess` turns a PIL image into the normalised `(C, H, W)` float tensor the model expects;
-    `target_layer` is the dotted module name that CAM-style methods use by default.
+    `target_layer` is the dotted module name that CAM-style methods use by default; `resize` is
+    the shorter side an image is resized to before the centre crop to `input_size` (None: the
+    image is resized straight to `input_size`).
     """
 
     name: str
@@ -26,6 +28,7 @@ class LoadedModel:
     target_layer: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    resize: int | None = None
     pretrained: bool = True
 
     def class_index(self, label: int | str) -> int:
@@ -42,7 +45,9 @@ class LoadedModel:
         for index, name in enumerate(self.class_names):
             if name.lower() == wanted:
                 return index
-        raise SalmapError(f"unknown class name {label!r} for {self.name}; give a name or an index 0..{count - 1}")
+        raise SalmapError(
+            f"unknown class name {label!r} for {self.name}; give a name or an index 0..{count - 1}"
+        )
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Undo the normalisation: `(B, C, H, W)` back to [0, 1] pixel values."""

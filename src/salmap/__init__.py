@@ -1,0 +1,33 @@
+"""salmap: saliency maps for image classifiers, behind one call.
+
+import salmap
+loaded = salmap.models.load("efficientnet_lite0")
+x = loaded.preprocess(salmap.load_image("cat.jpg"))[None]
+maps = salmap.GradCAM(loaded.model)(x)          # (1, 224, 224) in [0, 1]
+"""
+
+from . import models
+from .errors import SalmapError
+from .explainers import CAM, CAMERAS, Explainer, GradCAM, Gradient, GuidedBackprop, SmoothGrad
+from .images import load_image, map_to_image, overlay
+from .methods import METHODS, make_explainer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CAM",
+    "CAMERAS",
+    "METHODS",
+    "Explainer",
+    "GradCAM",
+    "Gradient",
+    "GuidedBackprop",
+    "SalmapError",
+    "SmoothGrad",
+    "__version__",
+    "load_image",
+    "make_explainer",
+    "map_to_image",
+    "models",
+    "overlay",
+]

@@ -1,0 +1,58 @@
+"""`salmap explain`: saliency maps for image files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from salmap.explain_files import explain_files
+from salmap.methods import parse_methods
+from salmap.models import load
+
+from .common import add_model_arguments, check_device
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "explain",
+        help="write saliency maps for images",
+        description="Write, for each image and method, OUT/<image stem>/<method>.png (overlay) and "
+        ".npy (the map at the image's size), plus OUT/summary.png and OUT/results.json.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files or directories")
+    add_model_arguments(parser)
+    parser.add_argument(
+        "--method", default="all", help="comma-separated methods, or all (see `salmap methods`)"
+    )
+    parser.add_argument(
+        "--target", default=None, help="class index or name (default: each image's top-1 class)"
+    )
+    parser.add_argument(
+        "--layer", default=None, help="target layer for CAM-style methods (dotted module name)"
+    )
+    parser.add_argument("--out", default="salmap-output", help="output directory (default: salmap-output)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default: 8)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    methods = parse_methods(args.method)
+    device = check_device(args.device)
+    loaded = load(args.model, arch=args.arch, device=device)
+    report = explain_files(
+        args.inputs,
+        loaded,
+        methods,
+        args.out,
+        target=args.target,
+        batch_size=args.batch_size,
+        overwrite=args.overwrite,
+        layer=args.layer,
+    )
+    for path, reason in report.skipped:
+        print(f"salmap: skipped {path}: {reason}", file=sys.stderr)
+    images = len({record["image"] for record in report.records})
+    print(f"explained {images} image(s) with {', '.join(methods)} using {loaded.name}")
+    print(f"figure: {report.summary}\nresults: {report.results}")
+    return 0

@@ -1,0 +1,31 @@
+"""`salmap methods` and `salmap models`: what is available, one line each."""
+
+from __future__ import annotations
+
+import argparse
+
+from salmap.methods import METHODS
+from salmap.models import builtin_models
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    methods = subparsers.add_parser("methods", help="list the saliency methods")
+    methods.set_defaults(run=list_methods)
+    models = subparsers.add_parser("models", help="list the models that load offline")
+    models.set_defaults(run=list_models)
+
+
+def list_methods(_args: argparse.Namespace) -> int:
+    for name, (description, _) in METHODS.items():
+        print(f"{name:<16} {description}")
+    return 0
+
+
+def list_models(_args: argparse.Namespace) -> int:
+    for name, description in builtin_models().items():
+        print(f"{name:<20} {description}")
+    print(
+        f"{'<torchvision/timm>':<20} any torchvision or timm architecture whose weights are on this machine"
+    )
+    print(f"{'<file.pt>':<20} a TorchScript file, or a state dict with --arch NAME")
+    return 0

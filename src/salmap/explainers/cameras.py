@@ -1,0 +1,105 @@
+"""CAMERAS (Jalwana, Akhtar, Bennamoun and Mian 2021): multi-scale fusion of activations and
+gradients for high-resolution class activation maps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from salmap.errors import SalmapError
+
+from .base import Target, resolve_targets
+from .gradcam import LayerExplainer, layer_activations_and_gradients
+from .layers import LayerSpec
+
+
+def _upsample(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+
+
+class CAMERAS(LayerExplainer):
+    """For each input size s: A_s, G_s = activations of the layer and dy_l/dA_s for x resized to
+    s, both upsampled bilinearly to the input size; with mean(.) over the kept sizes,
+    map = ReLU(sum_k mean(A_s)_k * mean(G_s)_k), element-wise (Jalwana et al. 2021).
+
+    `sizes` defaults to the input size plus 0, 100, ..., 700 px on each side (224..924 for a
+    224 input). When `target` is None a size is kept for an image only if the model's top-1 at
+    that size equals its top-1 at the input size. Batched over images; the channel sum is done
+    in chunks of `channel_chunk` channels so memory stays bounded for deep layers.
+    """
+
+    name = "cameras"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec = None,
+        sizes: Sequence[int] | None = None,
+        steps: int = 8,
+        step_size: int = 100,
+        channel_chunk: int = 64,
+    ) -> None:
+        super().__init__(model, layer)
+        if sizes is not None and (len(sizes) == 0 or min(sizes) < 1):
+            raise SalmapError("CAMERAS sizes must be a non-empty list of positive pixel sizes")
+        if steps < 1 or step_size < 0 or channel_chunk < 1:
+            raise SalmapError("CAMERAS needs steps >= 1, step_size >= 0 and channel_chunk >= 1")
+        self.sizes = list(sizes) if sizes is not None else None
+        self.steps = steps
+        self.step_size = step_size
+        self.channel_chunk = channel_chunk
+
+    def input_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
+        """The (h, w) sizes the image is run at; an explicit size s adds s - height to both sides."""
+        if self.sizes is not None:
+            return [(s, s + width - height) for s in self.sizes]
+        return [(height + k * self.step_size, width + k * self.step_size) for k in range(self.steps)]
+
+    def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        size = (x.shape[-2], x.shape[-1])
+        module = self.layer(x)
+        indices = resolve_targets(self.model, x, target)
+        kept_activations: list[torch.Tensor] = []
+        kept_gradients: list[torch.Tensor] = []
+        weights: list[torch.Tensor] = []
+        for scaled_size in self.input_sizes(*size):
+            scaled = x if scaled_size == size else _upsample(x, scaled_size)
+            activations, gradients, logits = layer_activations_and_gradients(
+                self.model, module, scaled, indices
+            )
+            keep = (
+                torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
+                if target is not None
+                else (logits.argmax(dim=1) == indices).to(x.dtype)
+            )
+            kept_activations.append(activations)
+            kept_gradients.append(gradients)
+            weights.append(keep)
+        weight = torch.stack(weights)
+        count = weight.sum(dim=0).clamp_min(1.0).view(-1, 1, 1, 1)
+        channels = kept_activations[0].shape[1]
+        cam = torch.zeros((x.shape[0], 1, *size), device=x.device, dtype=x.dtype)
+        for start in range(0, channels, self.channel_chunk):
+            part = slice(start, start + self.channel_chunk)
+            mean_a = sum(
+                _upsample(a[:, part], size) * w.view(-1, 1, 1, 1)
+                for a, w in zip(kept_activations, weight, strict=True)
+            )
+            mean_g = sum(
+                _upsample(g[:, part], size) * w.view(-1, 1, 1, 1)
+                for g, w in zip(kept_gradients, weight, strict=True)
+            )
+            cam += (mean_a * mean_g).sum(dim=1, keepdim=True)
+        return F.relu(cam / count**2)[:, 0]
+
+    def parameters(self) -> dict[str, Any]:
+        return {
+            **super().parameters(),
+            "sizes": self.sizes,
+            "steps": self.steps,
+            "step_size": self.step_size,
+        }
