@@ -1,0 +1,2 @@
+"""Datasets: the cluttered digits benchmark (`salmap.data.digits`) and ImageNet folders
+(`salmap.data.imagenet`)."""
