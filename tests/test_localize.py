@@ -57,9 +57,7 @@ def test_graphcut_finds_a_coloured_square_from_a_rough_map():
     predicted = graphcut_boxes(images, saliency / saliency.max())
     assert float(box_iou(predicted, torch.tensor([box]))) > 0.8
     rough = cam_rule_boxes(saliency / saliency.max())
-    assert float(box_iou(rough, torch.tensor([box]))) < float(
-        box_iou(predicted, torch.tensor([box]))
-    )
+    assert float(box_iou(rough, torch.tensor([box]))) < float(box_iou(predicted, torch.tensor([box])))
 
 
 def test_draw_boxes_marks_the_border():

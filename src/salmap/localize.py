@@ -44,17 +44,12 @@ def _stack(boxes: list[Box], device: torch.device) -> torch.Tensor:
     return torch.tensor(boxes, dtype=torch.long, device=device).view(-1, 4)
 
 
-def threshold_boxes(
-    maps: torch.Tensor, threshold: float, connectivity: int = 8, empty: Box | None = None
-) -> torch.Tensor:
-    """`(B, 4)` boxes of the largest component of `m >= threshold` (absolute threshold).
-
-    Where no pixel passes, the box is `empty` (default: the zero-area box `(0, 0, 0, 0)`).
-    """
+def threshold_boxes(maps: torch.Tensor, threshold: float, connectivity: int = 8) -> torch.Tensor:
+    """`(B, 4)` boxes of the largest component of `m >= threshold` (absolute threshold); the
+    zero-area box `(0, 0, 0, 0)` where no pixel passes."""
     maps = check_maps(maps)
     binary = (maps >= threshold).cpu().numpy()
-    fallback = empty if empty is not None else (0, 0, 0, 0)
-    boxes = [largest_component_box(b, connectivity) or fallback for b in binary]
+    boxes = [largest_component_box(b, connectivity) or (0, 0, 0, 0) for b in binary]
     return _stack(boxes, maps.device)
 
 
@@ -163,9 +158,7 @@ def check_boxes(boxes: torch.Tensor, name: str = "boxes") -> torch.Tensor:
     if boxes.dim() == 1 and boxes.numel() == 4:
         boxes = boxes.view(1, 4)
     if boxes.dim() != 2 or boxes.shape[1] != 4:
-        raise SalmapError(
-            f"{name} must have shape (N, 4) as (x0, y0, x1, y1), got {tuple(boxes.shape)}"
-        )
+        raise SalmapError(f"{name} must have shape (N, 4) as (x0, y0, x1, y1), got {tuple(boxes.shape)}")
     if bool((boxes[:, 2] < boxes[:, 0]).any()) or bool((boxes[:, 3] < boxes[:, 1]).any()):
         raise SalmapError(f"{name} need x0 <= x1 and y0 <= y1 (x1, y1 exclusive)")
     return boxes
@@ -182,9 +175,7 @@ def as_box_list(
         if boxes.dim() == 2:
             boxes = boxes.unsqueeze(1)
         if boxes.dim() != 3:
-            raise SalmapError(
-                f"{name} must be (B, 4), (B, n, 4) or a list, got {tuple(boxes.shape)}"
-            )
+            raise SalmapError(f"{name} must be (B, 4), (B, n, 4) or a list, got {tuple(boxes.shape)}")
     items = [check_boxes(item, name) for item in boxes]
     if len(items) != batch:
         raise SalmapError(f"got {name} for {len(items)} images, expected {batch}")

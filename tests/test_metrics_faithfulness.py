@@ -1,0 +1,68 @@
+import pytest
+import torch
+from torch import nn
+
+from salmap.errors import SalmapError
+from salmap.metrics import deletion, gaussian_blur, insertion
+
+
+def evidence_model() -> nn.Module:
+    """Class 0's logit is the sum of the top two rows of an 8x8 image (16 pixels); class 1's is 0."""
+    linear = nn.Linear(64, 2, bias=False)
+    with torch.no_grad():
+        linear.weight.zero_()
+        linear.weight[0, :16] = 0.5
+    return nn.Sequential(nn.Flatten(), linear).eval()
+
+
+def maps_and_image():
+    region = torch.zeros(8, 8)
+    region[:2] = 1.0
+    noise = torch.rand(8, 8, generator=torch.Generator().manual_seed(0)) * 0.5
+    perfect = (0.5 * region + noise).clamp(0, 1)
+    inverted = 1 - perfect
+    random = torch.rand(8, 8, generator=torch.Generator().manual_seed(1))
+    image = (region + 0.1).view(1, 1, 8, 8)
+    return torch.stack([perfect, random, inverted]), image.expand(3, 1, 8, 8)
+
+
+def test_deletion_ranks_a_perfect_map_first():
+    maps, images = maps_and_image()
+    result = deletion(evidence_model(), images, maps, target=0, steps=8, batch_size=5)
+    perfect, random, inverted = result.auc.tolist()
+    assert perfect < random < inverted
+    # the top rows go first, 8 pixels a step: logit 8.8, 4.4, then 0 (p = 0.5) to the end
+    curve = [torch.sigmoid(torch.tensor(8.8)).item(), torch.sigmoid(torch.tensor(4.4)).item()]
+    curve += [0.5] * 7
+    assert result.curve[0].tolist() == pytest.approx(curve, abs=1e-5)
+    assert perfect == pytest.approx((sum(curve) - (curve[0] + curve[-1]) / 2) / 8, abs=1e-5)
+    assert result.curve.shape == (3, 9)
+    assert result.fractions.tolist() == pytest.approx([k / 8 for k in range(9)])
+    assert result.curve[:, -1].tolist() == pytest.approx([0.5] * 3)  # everything deleted
+
+
+def test_insertion_ranks_a_perfect_map_first():
+    maps, images = maps_and_image()
+    result = insertion(evidence_model(), images, maps, target=0, steps=8)
+    perfect, random, inverted = result.auc.tolist()
+    assert perfect > random > inverted
+    assert inverted >= 0 and perfect <= 1
+
+
+def test_chunking_does_not_change_the_curves():
+    maps, images = maps_and_image()
+    model = evidence_model()
+    one = deletion(model, images, maps, steps=16, batch_size=1)
+    many = deletion(model, images, maps, steps=16, batch_size=100)
+    assert torch.allclose(one.curve, many.curve, atol=1e-6)
+    assert deletion(model, images, maps).curve.shape == (3, 9)  # default: H steps
+
+
+def test_blur_keeps_a_constant_image_and_bad_input_raises():
+    flat = torch.full((1, 3, 12, 12), 0.7)
+    assert torch.allclose(gaussian_blur(flat), flat)
+    maps, images = maps_and_image()
+    with pytest.raises(SalmapError):
+        deletion(evidence_model(), images, maps[:, :4])
+    with pytest.raises(SalmapError):
+        deletion(evidence_model().train(), images, maps)
