@@ -140,6 +140,7 @@ def max_box_accuracy(hits: torch.Tensor, thresholds: torch.Tensor | None = None)
 
     The best threshold is chosen on the data it is scored on, which inflates the score: report
     it as an upper bound, or choose the threshold on held-out data (`held_out_box_accuracy`).
+    Choe et al.'s MaxBoxAccV2 is the mean of this over IoU thresholds delta in {0.3, 0.5, 0.7}.
     """
     thresholds = default_thresholds(hits.shape[1]) if thresholds is None else thresholds
     if len(thresholds) != hits.shape[1]:

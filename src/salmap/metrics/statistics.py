@@ -60,7 +60,8 @@ def mask_statistics(maps: torch.Tensor) -> MaskStatistics:
 
 
 def summarize_mask_statistics(stats: MaskStatistics) -> dict[str, float]:
-    """Dataset summary: mean mask, std across images of the per-image mean, mean entropy and TV."""
+    """Dataset summary: mean mask, sample std across images of the per-image mean, mean entropy
+    and mean TV."""
     return {
         "mask_mean": float(stats.mean.mean()),
         "mask_std": float(stats.mean.std()) if stats.mean.numel() > 1 else 0.0,
