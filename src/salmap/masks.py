@@ -39,12 +39,8 @@ def check_binary(masks: torch.Tensor, like: torch.Tensor | None = None) -> torch
     if not isinstance(masks, torch.Tensor) or masks.dim() != 3:
         shape = tuple(masks.shape) if isinstance(masks, torch.Tensor) else type(masks).__name__
         raise SalmapError(f"masks must be a tensor (B, H, W), got {shape}")
-    if like is not None and (
-        masks.shape[0] != like.shape[0] or masks.shape[-2:] != like.shape[-2:]
-    ):
-        raise SalmapError(
-            f"masks {tuple(masks.shape)} do not match images {tuple(like.shape)} (B, H, W)"
-        )
+    if like is not None and (masks.shape[0] != like.shape[0] or masks.shape[-2:] != like.shape[-2:]):
+        raise SalmapError(f"masks {tuple(masks.shape)} do not match images {tuple(like.shape)} (B, H, W)")
     if masks.dtype == torch.bool:
         return masks
     return check_maps(masks.float(), "masks")
@@ -111,9 +107,7 @@ def to_pixels(images: torch.Tensor, mean: Sequence[float], std: Sequence[float])
     return (images * _channel_stats(std, images) + _channel_stats(mean, images)).clamp(0, 1)
 
 
-def to_normalized(
-    pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]
-) -> torch.Tensor:
+def to_normalized(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """Pixel-space images in [0, 1] to the model's space: `(p - mean) / std`."""
     pixels = _check_images(pixels)
     return (pixels - _channel_stats(mean, pixels)) / _channel_stats(std, pixels)
@@ -146,9 +140,7 @@ def inpaint_masked_out(images: torch.Tensor, masks: torch.Tensor, radius: int = 
     holes = binary.cpu().numpy().astype(np.uint8)
     filled = np.stack(
         [
-            cv2.inpaint(np.ascontiguousarray(image), hole, radius, cv2.INPAINT_TELEA).reshape(
-                image.shape
-            )
+            cv2.inpaint(np.ascontiguousarray(image), hole, radius, cv2.INPAINT_TELEA).reshape(image.shape)
             for image, hole in zip(arrays, holes, strict=True)
         ]
     )
