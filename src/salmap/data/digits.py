@@ -101,7 +101,9 @@ class DigitsSplit:
         return len(self.labels)
 
 
-def _positions(rng: np.random.Generator, n: int, copies: int, span: int, canvas: int, size: int):
+def _positions(
+    rng: np.random.Generator, n: int, copies: int, span: int, canvas: int, size: int
+) -> np.ndarray:
     """Top-left corners `(n, copies, 2)` as (y, x); twin copies far apart and non-overlapping."""
     if copies == 1:
         return rng.integers(0, span + 1, size=(n, 1, 2))
@@ -137,8 +139,8 @@ def build_split(
     """
     if variant not in VARIANTS:
         raise SalmapError(f"unknown digits variant {variant!r}; use one of {', '.join(VARIANTS)}")
-    if n < 1:
-        raise SalmapError(f"the number of samples must be at least 1, got {n}")
+    if n < 1 or clutter < 0:
+        raise SalmapError(f"need at least 1 sample and no negative clutter, got n={n}, clutter={clutter}")
     copies = 1 if variant == "single" else 2
     span = canvas_size - digit_size
     if not 0 < fragment_size <= digit_size or span < 0:
