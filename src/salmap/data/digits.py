@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import cv2
 import numpy as np
@@ -217,7 +218,7 @@ class ClutteredDigits(Dataset):
     `source ()`; the default `DataLoader` collation stacks them.
     """
 
-    def __init__(self, split: str = "test", n: int = 1000, **options) -> None:
+    def __init__(self, split: str = "test", n: int = 1000, **options: Any) -> None:
         self.data = build_split(split, n, **options)
 
     def __len__(self) -> int:
