@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from salmap.errors import SalmapError
 
-from . import demo, explain, listing
+from . import attack, demo, explain, listing, train_classifier, visualize_class
 
-COMMANDS = (explain, demo, listing)
+COMMANDS = (explain, demo, listing, train_classifier, visualize_class, attack)
 
 
 def build_parser() -> argparse.ArgumentParser:
