@@ -83,11 +83,14 @@ def explain_files(
     batch_size: int = 8,
     overwrite: bool = False,
     layer: str | None = None,
+    samples: int = 50,
+    scales: int = 8,
     progress: bool = True,
 ) -> ExplainReport:
     """Explain every image with every method; write `out/<stem>/<method>.png` (overlay) and
     `.npy` (the map, float32, original image size), `out/summary.png` and `out/results.json`.
 
+    `samples` is SmoothGrad's number of noisy copies, `scales` CAMERAS's number of input sizes.
     Files inside named directories that cannot be read are skipped and reported; a named file
     that cannot be read is an error. No existing file is replaced unless `overwrite` is set.
     """
@@ -109,53 +112,58 @@ def explain_files(
     if existing and not overwrite:
         raise SalmapError(f"{existing[0]} exists; pass --overwrite to replace it")
     device = next(loaded.model.parameters()).device
-    explainers = {name: make_explainer(name, loaded.model, layer or loaded.target_layer) for name in methods}
+    explainers = {
+        name: make_explainer(name, loaded.model, layer or loaded.target_layer, samples, scales)
+        for name in methods
+    }
     report = ExplainReport(skipped=skipped)
     summary_rows: list[tuple[Image.Image, list[Image.Image], str]] = []
     bar = tqdm(total=len(images), desc="explaining", unit="image", disable=not progress)
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size]
-        x = torch.stack([loaded.preprocess(image) for _, image in chunk]).to(device)
-        with torch.no_grad():
-            probabilities = loaded.model(x).softmax(dim=-1)
-        classes = (
-            probabilities.argmax(dim=-1)
-            if target_index is None
-            else torch.full_like(probabilities[:, 0], target_index, dtype=torch.long)
-        )
-        scores = probabilities.gather(1, classes[:, None])[:, 0].tolist()
-        maps = {name: explainer(x, target_index) for name, explainer in explainers.items()}
-        for i, (path, image) in enumerate(chunk):
-            stem = stems[start + i]
-            folder = out / stem
-            folder.mkdir(parents=True, exist_ok=True)
-            class_index = int(classes[i])
-            overlays = []
-            for name, batch_maps in maps.items():
-                full = map_to_image(
-                    batch_maps[i], (image.height, image.width), loaded.resize, loaded.input_size
-                )
-                picture = overlay(image, full)
-                _write_atomic(folder / f"{name}.npy", lambda p, a=full: np.save(p, a))
-                _write_atomic(folder / f"{name}.png", lambda p, im=picture: im.save(p, format="PNG"))
-                overlays.append(picture)
-                report.records.append(
-                    {
-                        "image": str(path),
-                        "method": name,
-                        "target": class_index,
-                        "target_name": loaded.class_names[class_index],
-                        "score": round(float(scores[i]), 6),
-                        "map": str(folder / f"{name}.npy"),
-                        "overlay": str(folder / f"{name}.png"),
-                        "parameters": explainers[name].parameters(),
-                    }
-                )
-            if len(summary_rows) < SUMMARY_ROWS:
-                title = f"{path.name}\n{loaded.class_names[class_index]} {scores[i]:.2f}"
-                summary_rows.append((image, overlays, title))
-        bar.update(len(chunk))
-    bar.close()
+    try:
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            x = torch.stack([loaded.preprocess(image) for _, image in chunk]).to(device)
+            with torch.no_grad():
+                probabilities = loaded.model(x).softmax(dim=-1)
+            classes = (
+                probabilities.argmax(dim=-1)
+                if target_index is None
+                else torch.full_like(probabilities[:, 0], target_index, dtype=torch.long)
+            )
+            scores = probabilities.gather(1, classes[:, None])[:, 0].tolist()
+            maps = {name: explainer(x, target_index) for name, explainer in explainers.items()}
+            for i, (path, image) in enumerate(chunk):
+                stem = stems[start + i]
+                folder = out / stem
+                folder.mkdir(parents=True, exist_ok=True)
+                class_index = int(classes[i])
+                overlays = []
+                for name, batch_maps in maps.items():
+                    full = map_to_image(
+                        batch_maps[i], (image.height, image.width), loaded.resize, loaded.input_size
+                    )
+                    picture = overlay(image, full)
+                    _write_atomic(folder / f"{name}.npy", lambda p, a=full: np.save(p, a))
+                    _write_atomic(folder / f"{name}.png", lambda p, im=picture: im.save(p, format="PNG"))
+                    overlays.append(picture)
+                    report.records.append(
+                        {
+                            "image": str(path),
+                            "method": name,
+                            "target": class_index,
+                            "target_name": loaded.class_names[class_index],
+                            "score": round(float(scores[i]), 6),
+                            "map": str(folder / f"{name}.npy"),
+                            "overlay": str(folder / f"{name}.png"),
+                            "parameters": explainers[name].parameters(),
+                        }
+                    )
+                if len(summary_rows) < SUMMARY_ROWS:
+                    title = f"{path.name}\n{loaded.class_names[class_index]} {scores[i]:.2f}"
+                    summary_rows.append((image, overlays, title))
+            bar.update(len(chunk))
+    finally:
+        bar.close()
     out.mkdir(parents=True, exist_ok=True)
     report.summary = out / "summary.png"
     pictures, cells, titles = zip(*summary_rows, strict=True)

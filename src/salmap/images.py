@@ -81,16 +81,25 @@ def map_to_image(
 
 
 def overlay(
-    image: Image.Image, saliency: np.ndarray, alpha: float = 0.5, colormap: str = "inferno"
+    image: Image.Image,
+    saliency: np.ndarray,
+    alpha: float = 0.6,
+    colormap: str = "inferno",
+    clip_percentile: float = 99.5,
 ) -> Image.Image:
-    """The image with its map (values in [0, 1], same size) blended on top in a perceptually
-    uniform colour map: (1 - alpha) * image + alpha * colour(map)."""
+    """The image with its map (same size) blended on top: each pixel takes
+    (1 - a) * image + a * colour(v), with v the map divided by its `clip_percentile` percentile
+    (so a few extreme gradient pixels do not hide the rest), clipped to [0, 1], and a = alpha * v,
+    in a perceptually uniform colour map."""
     from matplotlib import colormaps
 
     if saliency.shape != (image.height, image.width):
         raise SalmapError(
             f"map of shape {saliency.shape} does not match the image {image.height}x{image.width}"
         )
-    colours = colormaps[colormap](np.clip(saliency, 0, 1))[..., :3]
-    blended = (1 - alpha) * np.asarray(image, dtype=np.float64) / 255.0 + alpha * colours
+    top = float(np.percentile(saliency, clip_percentile))
+    values = np.clip(saliency / top, 0, 1) if top > 0 else np.zeros_like(saliency)
+    colours = colormaps[colormap](values)[..., :3]
+    weight = (alpha * values)[..., None]
+    blended = (1 - weight) * np.asarray(image, dtype=np.float64) / 255.0 + weight * colours
     return Image.fromarray(np.clip(blended * 255.0 + 0.5, 0, 255).astype(np.uint8))

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from torch import nn
 
 from salmap.errors import SalmapError
 from salmap.explainers import CAM, CAMERAS, Explainer, GradCAM, Gradient, GuidedBackprop, SmoothGrad
 
-Builder = Callable[[nn.Module, str | None], Explainer]
-
-METHODS: dict[str, tuple[str, Builder]] = {
-    "gradient": ("Gradient saliency, Simonyan et al. 2013", lambda m, layer: Gradient(m)),
-    "smoothgrad": (
-        "SmoothGrad over the gradient, n=50, noise 15%, Smilkov et al. 2017",
-        lambda m, layer: SmoothGrad(Gradient(m)),
-    ),
-    "guided_backprop": (
-        "Guided backpropagation, Springenberg et al. 2014",
-        lambda m, layer: GuidedBackprop(m),
-    ),
-    "cam": ("Class activation mapping (GAP + linear models), Zhou et al. 2016", CAM),
-    "gradcam": ("Grad-CAM, Selvaraju et al. 2017", GradCAM),
-    "cameras": ("CAMERAS, 8 input sizes in 100 px steps, Jalwana et al. 2021", CAMERAS),
+METHODS: dict[str, str] = {
+    "gradient": "Gradient saliency, Simonyan et al. 2013",
+    "smoothgrad": "SmoothGrad over the gradient, n=50, noise 15%, Smilkov et al. 2017",
+    "guided_backprop": "Guided backpropagation, Springenberg et al. 2014",
+    "cam": "Class activation mapping (GAP + linear models), Zhou et al. 2016",
+    "gradcam": "Grad-CAM, Selvaraju et al. 2017",
+    "cameras": "CAMERAS, 8 input sizes in 100 px steps, Jalwana et al. 2021",
 }
 
 
@@ -40,8 +30,21 @@ def parse_methods(spec: str) -> list[str]:
     return names
 
 
-def make_explainer(name: str, model: nn.Module, layer: str | None = None) -> Explainer:
-    """The explainer called `name` for `model`, reading `layer` where the method uses one."""
-    if name not in METHODS:
-        raise SalmapError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
-    return METHODS[name][1](model, layer)
+def make_explainer(
+    name: str, model: nn.Module, layer: str | None = None, samples: int = 50, scales: int = 8
+) -> Explainer:
+    """The explainer called `name` for `model`: `layer` for the layer methods, `samples` noisy
+    copies for SmoothGrad, `scales` input sizes for CAMERAS."""
+    if name == "gradient":
+        return Gradient(model)
+    if name == "smoothgrad":
+        return SmoothGrad(Gradient(model), n=samples)
+    if name == "guided_backprop":
+        return GuidedBackprop(model)
+    if name == "cam":
+        return CAM(model, layer)
+    if name == "gradcam":
+        return GradCAM(model, layer)
+    if name == "cameras":
+        return CAMERAS(model, layer, steps=scales)
+    raise SalmapError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")

@@ -30,6 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--layer", default=None, help="target layer for CAM-style methods (dotted module name)"
     )
+    parser.add_argument("--samples", type=int, default=50, help="SmoothGrad's noisy copies (default: 50)")
+    parser.add_argument("--scales", type=int, default=8, help="CAMERAS's input sizes (default: 8)")
     parser.add_argument("--out", default="salmap-output", help="output directory (default: salmap-output)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default: 8)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")

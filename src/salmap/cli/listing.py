@@ -16,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def list_methods(_args: argparse.Namespace) -> int:
-    for name, (description, _) in METHODS.items():
+    for name, description in METHODS.items():
         print(f"{name:<16} {description}")
     return 0
 

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from salmap.errors import SalmapError
+
 from .base import Explainer, Target
 from .gradient import input_gradient
 
@@ -77,6 +79,8 @@ class GuidedBackprop(Explainer):
     name = "guided_backprop"
 
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        if isinstance(self.model, torch.jit.ScriptModule):
+            raise SalmapError("guided backprop cannot reach the ReLUs inside a TorchScript model")
         with GuidedRectifiers():
             grad = input_gradient(self.model, x, target)
         return grad.abs().amax(dim=1)

@@ -48,6 +48,11 @@ def find_last_spatial_layer(model: nn.Module, x: torch.Tensor) -> str:
 
 def resolve_layer(model: nn.Module, layer: LayerSpec, x: torch.Tensor) -> tuple[str, nn.Module]:
     """The (name, module) for a dotted name, a module of `model`, or None (found automatically)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise SalmapError(
+            "TorchScript models take no hooks, so layer methods cannot read them; "
+            "load the model as an nn.Module (a state dict with --arch)"
+        )
     modules = dict(model.named_modules())
     if layer is None:
         name = find_last_spatial_layer(model, x)

@@ -161,7 +161,9 @@ def _wrap(
         preprocess=classifier_transform(resize, crop, mean, std, interpolation),
         input_size=crop,
         class_names=class_names,
-        target_layer=find_last_spatial_layer(model, probe),
+        target_layer=None
+        if isinstance(model, torch.jit.ScriptModule)
+        else find_last_spatial_layer(model, probe),
         mean=mean,
         std=std,
         resize=resize,

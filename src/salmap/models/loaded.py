@@ -15,9 +15,9 @@ class LoadedModel:
     """A classifier in eval mode plus its preprocessing, class names and default target layer.
 
     `preprocess` turns a PIL image into the normalised `(C, H, W)` float tensor the model expects;
-    `target_layer` is the dotted module name that CAM-style methods use by default; `resize` is
-    the shorter side an image is resized to before the centre crop to `input_size` (None: the
-    image is resized straight to `input_size`).
+    `target_layer` is the dotted module name that CAM-style methods use by default (None for
+    TorchScript models, which take no hooks); `resize` is the shorter side an image is resized
+    to before the centre crop to `input_size` (None: the image is resized straight to it).
     """
 
     name: str
@@ -25,7 +25,7 @@ class LoadedModel:
     preprocess: Callable[[Image.Image], torch.Tensor]
     input_size: tuple[int, int]
     class_names: list[str]
-    target_layer: str
+    target_layer: str | None
     mean: tuple[float, ...]
     std: tuple[float, ...]
     resize: int | None = None

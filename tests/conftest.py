@@ -1,0 +1,37 @@
+"""Small models shared by the tests: fast on two CPU cores, with known structure."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class TinyGapNet(nn.Module):
+    """conv - functional relu - conv - ReLU (module, in-place) - GAP - linear: CAM applies."""
+
+    def __init__(self, classes: int = 5) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 12, 3, stride=2, padding=1)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(12, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv1(x))
+        x = self.relu2(self.conv2(x))
+        return self.fc(self.pool(x).flatten(1))
+
+
+@pytest.fixture
+def tiny_net() -> TinyGapNet:
+    torch.manual_seed(0)
+    return TinyGapNet().eval()
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.randn(4, 3, 16, 16)
