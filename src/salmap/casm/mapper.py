@@ -75,5 +75,5 @@ def build_mapper(classifier: StagedClassifier, share_encoder: bool = True, width
     """A mapper for `classifier`: a new decoder, and a deep copy of the backbone as the encoder
     when `share_encoder` is False."""
     stem_channels, stage_channels = classifier.channels()
-    encoder = None if share_encoder else copy.deepcopy(classifier)
+    encoder = None if share_encoder else copy.deepcopy(classifier).requires_grad_(True)
     return Mapper(Decoder(stem_channels, stage_channels, width), encoder)

@@ -1,0 +1,90 @@
+"""CASM as an explainer, and the backbone adapters it builds on."""
+
+import pytest
+import timm
+import torch
+import torchvision
+
+from salmap.casm import CASM, Baseline, CASMConfig, adapt, build_mapper, train_casm
+from salmap.casm.adapters import backbone_spec, build_backbone
+from salmap.errors import SalmapError
+from salmap.models.digits import DigitsCNN
+
+
+@pytest.mark.parametrize(
+    ("make", "stem", "stages"),
+    [
+        (lambda: torchvision.models.resnet18(num_classes=7), 64, [64, 128, 256, 512]),
+        (lambda: timm.create_model("efficientnet_lite0", num_classes=7), 32, [24, 40, 112, 1280]),
+        (lambda: DigitsCNN(num_classes=7, widths=(4, 4, 6, 8)), 4, [4, 6, 8]),
+    ],
+)
+def test_adapters_expose_stem_and_stages_with_the_same_logits(make, stem, stages):
+    torch.manual_seed(0)
+    model = make().eval()
+    staged = adapt(model)
+    channels = 1 if isinstance(model, DigitsCNN) else 3
+    x = torch.randn(2, channels, 64, 64)
+    features = staged(x, features=True)
+    torch.testing.assert_close(features.logits, model(x))
+    assert staged.channels() == (stem, stages)
+    mask = build_mapper(staged, width=8)(x, features)
+    assert mask.shape == (2, 64, 64) and float(mask.detach().min()) >= 0 and float(mask.detach().max()) <= 1
+
+
+def test_unknown_backbone_fails_clearly():
+    with pytest.raises(SalmapError, match="adapter"):
+        adapt(torch.nn.Linear(2, 2))
+
+
+def test_backbone_spec_round_trip():
+    model = DigitsCNN(num_classes=4, widths=(4, 4, 6, 8))
+    rebuilt = build_backbone(backbone_spec(model, "digits_cnn"))
+    assert rebuilt.state_dict().keys() == model.state_dict().keys()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    torch.manual_seed(0)
+    data = torch.utils.data.TensorDataset(torch.randn(16, 1, 16, 16), torch.arange(16) % 3)
+    paths = {}
+    for name in ("L", "F"):
+        config = CASMConfig(
+            preset="test",
+            data="given",
+            thinning=name,
+            batch_size=8,
+            steps=2,
+            decoder_width=4,
+            share_encoder=name == "L",
+        )
+        classifier = DigitsCNN(num_classes=3, widths=(4, 4, 6, 8))
+        paths[name] = train_casm(
+            config, out / name, classifier=classifier, dataset=data, progress=False
+        ).mapper
+    return paths
+
+
+def test_casm_explains_in_one_pass_and_ignores_the_target(trained):
+    explainer = CASM.from_checkpoint(trained["L"])
+    x = torch.randn(3, 1, 16, 16)
+    maps = explainer(x)
+    assert maps.shape == (3, 16, 16) and maps.dtype == torch.float32
+    assert torch.equal(maps, explainer(x, target=2))
+    raw, logits = explainer.with_prediction(x)
+    torch.testing.assert_close(logits, explainer.model(x))
+    assert torch.equal(explainer(x, normalize=False), raw)
+    calls = []
+    explainer.model.stem.register_forward_hook(lambda *_: calls.append(1))
+    explainer(x)
+    assert len(calls) == 1
+    assert explainer.parameters()["thinning"] == "L"
+
+
+def test_baseline_needs_a_thinning_f_checkpoint(trained):
+    baseline = Baseline.from_checkpoint(trained["F"])
+    assert baseline(torch.randn(1, 1, 16, 16)).shape == (1, 16, 16)
+    assert baseline.mapper.encoder is not None  # trained with a separate encoder
+    with pytest.raises(SalmapError, match="thinning L"):
+        Baseline.from_checkpoint(trained["L"])
