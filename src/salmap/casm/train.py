@@ -6,7 +6,10 @@ DistributedDataParallel under `torchrun`.
 One iteration on a batch (x, y):
 
 1. f runs on the clean batch and returns its logits and multi-scale features;
-2. the mapper turns the (detached) features into masks m(x); masked-out x' = x * (1 - m(x));
+2. the mapper turns the (detached) features into masks m(x); masked-out
+   x' = x * (1 - m(x)) + v * m(x), v = `fill_value` (0: zero in normalised space, as the paper;
+   the digits preset fills with the black background, -mean/std, because its classifier flips on
+   a faint grey lift of the background, a shortcut a mapper otherwise learns instead of the digit);
 3. with probability p, f' is drawn uniformly from the pool F, otherwise f' = f;
 4. mask loss (minimised by m), per image, averaged over the batch:
    -H(softmax f'(x')) [score E] or -CE(f'(x'), y) [score C] for images f classifies correctly,
@@ -58,7 +61,8 @@ class CASMConfig:
 
     `batch_size` is global (divided among processes); `steps` overrides `epochs`; an epoch is
     `epoch_fraction` of the training set (the authors' "epoch" was 20% of ImageNet);
-    `area_weight` None uses the authors' lambda of the thinning strategy.
+    `area_weight` None uses the authors' lambda of the thinning strategy; `fill_value` is the
+    normalised value that masked-out pixels take.
     """
 
     preset: str = "digits"
@@ -70,6 +74,7 @@ class CASMConfig:
     area_weight: float | None = None
     share_encoder: bool = True
     decoder_width: int = 16
+    fill_value: float = -1 / 3
     batch_size: int = 32
     epochs: int = 12
     steps: int | None = None
@@ -112,6 +117,7 @@ PRESETS: dict[str, CASMConfig] = {
         preset="paper",
         model="resnet50",
         decoder_width=64,
+        fill_value=0.0,
         data=None,
         batch_size=128,
         epochs=60,
@@ -122,6 +128,7 @@ PRESETS: dict[str, CASMConfig] = {
         num_workers=8,
     ),
     # Cluttered digits on 2 CPU cores: the shipped digits CNN as f(0), 4,000 training images,
+    # masked-out pixels set to the black background (-DIGITS_MEAN / DIGITS_STD = -1/3),
     # 12 epochs of 125 steps, a 16-channel decoder (the stem of the digits CNN is at full
     # resolution, where 64 channels per stage cost most of the step time on a CPU).
     "digits": CASMConfig(),
@@ -246,7 +253,8 @@ class CASMTrainer:
         with torch.set_grad_enabled(train_f):
             features = self.f_run(x, features=True)
         masks = self.mapper_run(x, features)
-        x_masked = x * (1 - masks.unsqueeze(1))
+        weights = masks.unsqueeze(1)
+        x_masked = x * (1 - weights) + self.config.fill_value * weights
         logits_masked, live = self._opponent(x_masked)
         loss_m, correct, fooled = mask_loss(
             masks, features.logits, logits_masked, y, self.area_weight, self.config.score
