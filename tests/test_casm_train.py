@@ -57,7 +57,8 @@ def test_live_classifier_step_matches_gradients_of_the_old_weights():
     reference.f.train()
     features = reference.f(x, features=True)
     masks = reference.mapper(x, features)
-    logits = reference.f(x * (1 - masks.unsqueeze(1)))
+    weights = masks.unsqueeze(1)
+    logits = reference.f(x * (1 - weights) + reference.config.fill_value * weights)
     loss, _, _ = mask_loss(masks, features.logits, logits, y, reference.area_weight)
     expected = torch.autograd.grad(loss, list(reference.mapper.parameters()))
     seen = []
