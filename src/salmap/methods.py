@@ -13,7 +13,7 @@ METHODS: dict[str, str] = {
     "guided_backprop": "Guided backpropagation, Springenberg et al. 2014",
     "cam": "Class activation mapping (GAP + linear models), Zhou et al. 2016",
     "gradcam": "Grad-CAM, Selvaraju et al. 2017",
-    "cameras": "CAMERAS, 8 input sizes in 100 px steps, Jalwana et al. 2021",
+    "cameras": "CAMERAS, 8 input sizes in steps of 100 px per 224 px, Jalwana et al. 2021",
 }
 
 

@@ -26,8 +26,9 @@ class CAMERAS(LayerExplainer):
     s, both upsampled bilinearly to the input size; with mean(.) over the kept sizes,
     map = ReLU(sum_k mean(A_s)_k * mean(G_s)_k), element-wise (Jalwana et al. 2021).
 
-    `sizes` defaults to the input size plus 0, 100, ..., 700 px on each side (224..924 for a
-    224 input). When `target` is None a size is kept for an image only if the model's top-1 at
+    `sizes` defaults to `steps` sizes from the input size up in steps of `step_size` px on each
+    side; `step_size=None` means 100 px per 224 px of input height (224..924 for a 224 input, as
+    in the paper; 64..264 for a 64 input). When `target` is None a size is kept for an image only if the model's top-1 at
     that size equals its top-1 at the input size. Batched over images; the channel sum is done
     in chunks of `channel_chunk` channels so memory stays bounded for deep layers.
     """
@@ -40,13 +41,13 @@ class CAMERAS(LayerExplainer):
         layer: LayerSpec = None,
         sizes: Sequence[int] | None = None,
         steps: int = 8,
-        step_size: int = 100,
+        step_size: int | None = None,
         channel_chunk: int = 64,
     ) -> None:
         super().__init__(model, layer)
         if sizes is not None and (len(sizes) == 0 or min(sizes) < 1):
             raise SalmapError("CAMERAS sizes must be a non-empty list of positive pixel sizes")
-        if steps < 1 or step_size < 0 or channel_chunk < 1:
+        if steps < 1 or (step_size is not None and step_size < 0) or channel_chunk < 1:
             raise SalmapError("CAMERAS needs steps >= 1, step_size >= 0 and channel_chunk >= 1")
         self.sizes = list(sizes) if sizes is not None else None
         self.steps = steps
@@ -57,7 +58,8 @@ class CAMERAS(LayerExplainer):
         """The (h, w) sizes the image is run at; an explicit size s adds s - height to both sides."""
         if self.sizes is not None:
             return [(s, s + width - height) for s in self.sizes]
-        return [(height + k * self.step_size, width + k * self.step_size) for k in range(self.steps)]
+        step = self.step_size if self.step_size is not None else round(100 * height / 224)
+        return [(height + k * step, width + k * step) for k in range(self.steps)]
 
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         size = (x.shape[-2], x.shape[-1])

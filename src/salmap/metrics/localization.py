@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from salmap.errors import SalmapError
-from salmap.localize import as_box_list, check_boxes, threshold_boxes
+from salmap.localize import as_box_list, check_boxes, largest_component_box
 from salmap.masks import check_maps
 
 GroundTruth = torch.Tensor | Sequence[torch.Tensor]
@@ -122,7 +122,12 @@ def box_accuracy_sweep(
     maps = check_maps(maps)
     thresholds = default_thresholds() if thresholds is None else torch.as_tensor(thresholds)
     truth = as_box_list(ground_truth, maps.shape[0], "ground-truth boxes")
-    columns = [best_iou(threshold_boxes(maps, float(tau)), truth) >= iou_threshold for tau in thresholds]
+    values = maps.cpu().numpy()
+    columns = []
+    for tau in thresholds.tolist():
+        boxes = [largest_component_box(v >= tau, 8) or (0, 0, 0, 0) for v in values]
+        predicted = torch.tensor(boxes, dtype=torch.long, device=maps.device).view(-1, 4)
+        columns.append(best_iou(predicted, truth) >= iou_threshold)
     return torch.stack(columns, dim=1).float()
 
 

@@ -1,0 +1,178 @@
+"""Every metric for every method on the same data: the engine behind `salmap evaluate`."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from salmap import metrics
+from salmap.explainers import Explainer
+from salmap.localize import cam_rule_boxes, casm_rule_boxes, graphcut_boxes
+from salmap.masks import discretize
+from salmap.models import LoadedModel
+
+from .sources import EvalBatch, EvalSource
+
+GALLERY_IMAGES = 6
+
+
+@dataclass
+class MethodResults:
+    """Per-image values of one method, concatenated over batches, and the summed causal curves."""
+
+    values: dict[str, list[torch.Tensor]] = field(default_factory=lambda: defaultdict(list))
+    box_hits: list[torch.Tensor] = field(default_factory=list)
+    deletion_curve: torch.Tensor | None = None
+    insertion_curve: torch.Tensor | None = None
+    fractions: torch.Tensor | None = None
+    classification: dict[tuple[str, str], list[torch.Tensor]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    gallery: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    sanity: metrics.SanityResult | None = None
+
+    def add(self, name: str, value: torch.Tensor) -> None:
+        self.values[name].append(value.detach().float().cpu())
+
+    def column(self, name: str) -> torch.Tensor:
+        return torch.cat(self.values[name]) if self.values.get(name) else torch.empty(0)
+
+
+@dataclass
+class Evaluation:
+    """What `evaluate` measured: per method results plus the data's labels and predictions."""
+
+    source: EvalSource
+    model_name: str
+    methods: dict[str, MethodResults]
+    labels: torch.Tensor
+    predictions: torch.Tensor
+    gallery_pixels: torch.Tensor
+    gallery_boxes: list[torch.Tensor]
+
+
+def _box_metrics(results: MethodResults, batch: EvalBatch, maps: torch.Tensor, predictions) -> None:
+    rules = {
+        "cam": cam_rule_boxes(maps),
+        "casm": casm_rule_boxes(maps),
+        "graphcut": graphcut_boxes(batch.pixels, maps),
+    }
+    for rule, boxes in rules.items():
+        results.add(f"le_{rule}", metrics.localization_error(boxes, batch.boxes))
+        results.add(
+            f"om_{rule}", metrics.official_metric_error(boxes, batch.boxes, predictions, batch.labels)
+        )
+    f1 = metrics.box_f1(maps, batch.boxes)
+    results.add("f1", f1.f1)
+    results.add("f1a", f1.f1a)
+    results.box_hits.append(metrics.box_accuracy_sweep(maps, batch.boxes).cpu())
+
+
+def _evidence_metrics(results: MethodResults, batch: EvalBatch, maps: torch.Tensor) -> None:
+    if batch.objects is not None:
+        results.add("pointing", metrics.pointing_hits(maps, object_masks=batch.objects))
+        union = torch.stack([objects.any(dim=0) for objects in batch.objects])
+        results.add("auroc", metrics.pixel_auroc(maps, union))
+        coverage = metrics.object_coverage(discretize(maps), batch.objects)
+        results.add("coverage", torch.stack([c.mean() for c in coverage]))
+        results.add("covers_all", metrics.covers_all(coverage))
+    else:
+        results.add("pointing", metrics.pointing_hits(maps, boxes=batch.boxes))
+    stats = metrics.mask_statistics(maps)
+    results.add("mask_mean", stats.mean)
+    results.add("entropy", stats.entropy)
+    results.add("total_variation", stats.total_variation)
+
+
+def _causal_metrics(
+    results: MethodResults, model: torch.nn.Module, batch: EvalBatch, maps: torch.Tensor, targets, chunk: int
+) -> None:
+    for name in ("deletion", "insertion"):
+        curve = getattr(metrics, name)(model, batch.images, maps, targets, batch_size=chunk)
+        results.add(name, curve.auc)
+        summed = curve.curve.sum(dim=0).cpu()
+        current = getattr(results, f"{name}_curve")
+        setattr(results, f"{name}_curve", summed if current is None else current + summed)
+        results.fractions = curve.fractions.cpu()
+
+
+def _classification(
+    results: MethodResults, loaded: LoadedModel, batch: EvalBatch, maps: torch.Tensor
+) -> None:
+    table = metrics.masked_classification(
+        {loaded.name: loaded.model},
+        batch.images,
+        discretize(maps),
+        batch.labels,
+        mean=loaded.mean,
+        std=loaded.std,
+    )
+    for (_, variant, kind), predictions in table.items():
+        results.classification[(variant, kind)].append(predictions.top1.float().cpu())
+
+
+def evaluate(
+    loaded: LoadedModel,
+    methods: list[str],
+    make_explainer: Callable[[str, nn.Module], Explainer],
+    source: EvalSource,
+    batch_size: int = 32,
+    sanity_images: int = 4,
+    progress: bool = True,
+) -> Evaluation:
+    """Explain every image of `source` with every method and compute LE / OM (three box rules),
+    F1 / F1a, BoxAcc sweeps, pointing game, deletion / insertion AUC, mask statistics, masked-image
+    classification and, where pixel masks are known, AUROC and per-object coverage. The maps
+    explain the ground-truth class of each image. `make_explainer(method, model)` builds a method
+    for a model; the sanity check rebuilds it for randomised copies of the model, on the first
+    `sanity_images` images."""
+    model = loaded.model
+    explainers = {name: make_explainer(name, model) for name in methods}
+    device = next(model.parameters()).device
+    results = {name: MethodResults() for name in explainers}
+    labels, predictions, gallery_pixels, gallery_boxes = [], [], [], []
+    bar = tqdm(total=source.size * len(explainers), desc="evaluating", unit="map", disable=not progress)
+    try:
+        for batch in source.batches(batch_size, loaded):
+            batch.images, batch.labels = batch.images.to(device), batch.labels.to(device)
+            with torch.no_grad():
+                predicted = model(batch.images).argmax(dim=-1)
+            labels.append(batch.labels.cpu())
+            predictions.append(predicted.cpu())
+            room = GALLERY_IMAGES - sum(len(p) for p in gallery_pixels)
+            if room > 0:
+                gallery_pixels.append(batch.pixels[:room].cpu())
+                gallery_boxes += batch.boxes[:room]
+            for name, explainer in explainers.items():
+                maps = explainer(batch.images, batch.labels).cpu()
+                result = results[name]
+                _box_metrics(result, batch, maps, predicted.cpu())
+                _evidence_metrics(result, batch, maps)
+                _causal_metrics(result, model, batch, maps.to(device), batch.labels, batch_size * 4)
+                _classification(result, loaded, batch, maps.to(device))
+                if room > 0:
+                    result.gallery.append((maps[:room], casm_rule_boxes(maps[:room])))
+                if result.sanity is None and sanity_images > 0:
+                    result.sanity = metrics.cascading_randomization(
+                        model,
+                        lambda m, name=name: make_explainer(name, m),
+                        batch.images[:sanity_images],
+                        batch.labels[:sanity_images],
+                    )
+                bar.update(len(batch.labels))
+    finally:
+        bar.close()
+    return Evaluation(
+        source=source,
+        model_name=loaded.name,
+        methods=results,
+        labels=torch.cat(labels),
+        predictions=torch.cat(predictions),
+        gallery_pixels=torch.cat(gallery_pixels),
+        gallery_boxes=gallery_boxes,
+    )

@@ -1,0 +1,116 @@
+"""Evaluation data as batches with their ground truth: cluttered digits or an ImageNet folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from salmap.errors import SalmapError
+from salmap.models import LoadedModel
+
+
+@dataclass
+class EvalBatch:
+    """Normalised images `(B, C, H, W)`, their pixels `(B, 3, H, W)` in [0, 1] (for GraphCut and
+    pictures), labels `(B,)`, ground-truth boxes (one `(n_i, 4)` long tensor per image) and, where
+    known, the evidence objects' pixel masks (one `(n_i, H, W)` bool tensor per image)."""
+
+    images: torch.Tensor
+    pixels: torch.Tensor
+    labels: torch.Tensor
+    boxes: list[torch.Tensor]
+    objects: list[torch.Tensor] | None
+
+
+@dataclass
+class EvalSource:
+    """A named evaluation set: its size, whether pixel masks are known, and its batches."""
+
+    name: str
+    size: int
+    has_objects: bool
+    loader: DataLoader | None = None
+    digits: object | None = None
+
+    def batches(self, batch_size: int, loaded: LoadedModel) -> Iterator[EvalBatch]:
+        """The set in batches of `batch_size` (ImageNet images are decoded by loader workers)."""
+        if self.digits is not None:
+            data = self.digits
+            for start in range(0, len(data), batch_size):
+                part = slice(start, start + batch_size)
+                images = data.images[part]
+                yield EvalBatch(
+                    images=images,
+                    pixels=loaded.denormalize(images).expand(-1, 3, -1, -1),
+                    labels=data.labels[part],
+                    boxes=list(data.boxes[part]),
+                    objects=list(data.masks[part]),
+                )
+            return
+        for batch in self.loader:
+            yield EvalBatch(
+                images=batch["image"],
+                pixels=loaded.denormalize(batch["image"]),
+                labels=batch["label"],
+                boxes=[torch.as_tensor(b).round().long().view(-1, 4) for b in batch["boxes"]],
+                objects=None,
+            )
+
+
+def digits_source(variant: str = "single", n: int = 500, seed: int = 0, split: str = "test") -> EvalSource:
+    """The cluttered digits benchmark (`single` or `twin`), `n` images of a split."""
+    from salmap.data.digits import VARIANTS, build_split
+
+    if variant not in VARIANTS:
+        raise SalmapError(f"unknown digits variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    data = build_split(split, n, variant=variant, seed=seed)
+    return EvalSource(name=f"digits:{variant}", size=len(data), has_objects=True, digits=data)
+
+
+def imagenet_source(
+    root: str | Path, loaded: LoadedModel, limit: int | None, batch_size: int, workers: int
+) -> EvalSource:
+    """`ROOT/val/<wnid>/*` with XML boxes, preprocessed like `loaded` and mapped to ImageNet-1k
+    indices when the model has 1,000 classes; only images with at least one box are kept."""
+    from torch.utils.data import Subset
+
+    from salmap.data.imagenet import ImageNetFolder, collate
+
+    if loaded.resize is None:
+        raise SalmapError(f"{loaded.name} has no resize + crop preprocessing for ImageNet images")
+    mapping = "imagenet-1k" if len(loaded.class_names) == 1000 else None
+    folder = ImageNetFolder(
+        root,
+        "val",
+        resize=loaded.resize,
+        crop=loaded.input_size[0],
+        mean=loaded.mean,
+        std=loaded.std,
+        class_to_idx=mapping,
+    )
+    boxed = [i for i, (path, wnid) in enumerate(folder.samples) if folder.box_file(path, wnid) is not None]
+    if not boxed:
+        raise SalmapError(f"no box files found for the images in {Path(root) / 'val'}")
+    indices = boxed[:limit] if limit else boxed
+    loader = DataLoader(
+        Subset(folder, indices), batch_size=batch_size, num_workers=workers, collate_fn=collate
+    )
+    return EvalSource(name=f"imagenet:{root}", size=len(indices), has_objects=False, loader=loader)
+
+
+def parse_source(
+    spec: str, loaded: LoadedModel, limit: int | None, batch_size: int, workers: int = 2, seed: int = 0
+) -> EvalSource:
+    """`digits`, `digits:single`, `digits:twin` or `imagenet:PATH`."""
+    kind, _, rest = spec.partition(":")
+    if kind == "digits":
+        return digits_source(rest or "single", n=limit or 500, seed=seed)
+    if kind == "imagenet":
+        if not rest:
+            raise SalmapError("give the ImageNet folder as imagenet:PATH")
+        return imagenet_source(rest, loaded, limit, batch_size, workers)
+    raise SalmapError(f"unknown data {spec!r}; use digits[:single|twin] or imagenet:PATH")
