@@ -214,8 +214,9 @@ def write_outputs(
     parts = [
         f"# {title}",
         "",
-        f"Data: `{evaluation.source.name}`, {len(evaluation.labels)} images. Model: `{evaluation.model_name}` "
-        f"(top-1 accuracy {100 * accuracy:.1f}%). Maps explain the ground-truth class. Wall time {seconds:.0f} s.",
+        f"Data: `{evaluation.source.name}`, {len(evaluation.labels)} images. "
+        f"Model: `{evaluation.model_name}` (top-1 accuracy {100 * accuracy:.1f}%). "
+        f"Maps explain the ground-truth class. Wall time {seconds:.0f} s.",
         "",
         "Box rules are fixed (CAM: largest region above 20% of the max; CASM: m >= mean(m), largest "
         "4-connected component; GraphCut: seeds above the 95th / below the 30th percentile). BoxAcc "

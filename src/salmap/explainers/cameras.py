@@ -28,9 +28,10 @@ class CAMERAS(LayerExplainer):
 
     `sizes` defaults to `steps` sizes from the input size up in steps of `step_size` px on each
     side; `step_size=None` means 100 px per 224 px of input height (224..924 for a 224 input, as
-    in the paper; 64..264 for a 64 input). When `target` is None a size is kept for an image only if the model's top-1 at
-    that size equals its top-1 at the input size. Batched over images; the channel sum is done
-    in chunks of `channel_chunk` channels so memory stays bounded for deep layers.
+    in the paper; 64..264 for a 64 input). When `target` is None a size is kept for an image
+    only if the model's top-1 at that size equals its top-1 at the input size. Batched over
+    images; the channel sum is done in chunks of `channel_chunk` channels so memory stays bounded
+    for deep layers.
     """
 
     name = "cameras"
