@@ -117,7 +117,7 @@ def pgd(
     step_size: float | None = None,
     norm: str = "linf",
     saliency: torch.Tensor | None = None,
-    focus: float = 50.0,
+    focus: float = 1.0,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     early_stop: bool = True,
@@ -130,9 +130,11 @@ def pgd(
     `x`: `(B, C, H, W)` normalised with `mean`/`std`. `target`: "least_likely" (the class with
     the lowest clean logit, as in the CAMERAS paper), one class for all, or one per image.
     `saliency`: None (plain PGD, w = 1) or maps `(B, H, W)`; then w = (m / max m) ** focus
-    (`focus_weights`; the CAMERAS paper used a strength of 50). `eps` and `step_size` default
-    to 16/255 and 0.5/255 for linf, 8 and 0.1 for l2. With `early_stop` an image stops being
-    updated at the first iterate the model classifies as its target.
+    (`focus_weights`). The CAMERAS paper used a strength of 50; in this form focus = 50 keeps
+    only the pixels within a few percent of the map's peak, so the default is 1 (w = the map).
+    `eps` and `step_size` default to 16/255 and 0.5/255 for linf, 8 and 0.1 for l2. With
+    `early_stop` an image stops being updated at the first iterate the model classifies as its
+    target.
     """
     x = check_images(x)
     if norm not in NORMS:

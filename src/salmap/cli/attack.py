@@ -43,7 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--step-size", type=float, default=None, help="pixel units (default: 0.5/255 for linf, 0.1 for l2)"
     )
     parser.add_argument("--steps", type=int, default=200, help="most PGD iterations (default: 200)")
-    parser.add_argument("--focus", type=float, default=50.0, help="exponent of the map (default: 50)")
+    parser.add_argument(
+        "--focus", type=float, default=1.0, help="exponent of the map (default: 1; the paper used 50)"
+    )
     parser.add_argument("--layer", default=None, help="target layer for cameras and gradcam")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random map (default: 0)")
     parser.add_argument("--out", default="salmap-attack", help="output directory (default: salmap-attack)")
