@@ -173,7 +173,7 @@ def test_cam_on_a_model_without_gap_and_linear(photos: Path, tmp_path: Path, cap
 
 def test_listings(capsys) -> None:
     code, out, _ = run_cli(capsys, "methods")
-    assert code == 0 and len(out.splitlines()) == 6 and "cameras" in out
+    assert code == 0 and len(out.splitlines()) == 8 and "cameras" in out and "casm" in out
     code, out, _ = run_cli(capsys, "models")
     assert code == 0 and "efficientnet_lite0" in out
 
@@ -191,3 +191,35 @@ def test_installed_entry_point_reports_errors_without_traceback(tmp_path: Path) 
     assert result.stderr.strip().splitlines() == [
         f"salmap: error: no such file or directory: {tmp_path / 'absent.png'}"
     ]
+
+
+def test_casm_and_baseline_on_the_digits_with_shipped_checkpoints(tmp_path: Path, capsys) -> None:
+    from salmap.data.digits import DIGITS_MEAN, DIGITS_STD, build_split
+
+    sample = build_split("test", 1, seed=3)
+    pixels = (sample.images[0, 0] * DIGITS_STD[0] + DIGITS_MEAN[0]).clamp(0, 1).numpy()
+    Image.fromarray((pixels * 255).round().astype(np.uint8)).save(tmp_path / "digit.png")
+    code, _, err = run_cli(
+        capsys,
+        "explain",
+        str(tmp_path / "digit.png"),
+        "--model",
+        "digits_cnn",
+        "--method",
+        "casm,baseline,gradcam",
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert code == 0, err
+    records = json.loads((tmp_path / "out" / "results.json").read_text())["records"]
+    by_method = {r["method"]: r for r in records}
+    assert by_method["casm"]["parameters"]["thinning"] != "F"
+    assert by_method["baseline"]["parameters"]["thinning"] == "F"
+    assert np.load(tmp_path / "out" / "digit" / "casm.npy").shape == (64, 64)
+
+
+def test_casm_needs_a_checkpoint_for_other_models(photos: Path, tmp_path: Path, capsys) -> None:
+    code, _, err = run_cli(
+        capsys, "explain", str(photos / "coffee.jpg"), "--method", "casm", "--out", str(tmp_path / "o")
+    )
+    assert_one_line_error(code, err, "needs a trained checkpoint")

@@ -85,12 +85,14 @@ def explain_files(
     layer: str | None = None,
     samples: int = 50,
     scales: int = 8,
+    checkpoints: dict[str, str | Path] | None = None,
     progress: bool = True,
 ) -> ExplainReport:
     """Explain every image with every method; write `out/<stem>/<method>.png` (overlay) and
     `.npy` (the map, float32, original image size), `out/summary.png` and `out/results.json`.
 
-    `samples` is SmoothGrad's number of noisy copies, `scales` CAMERAS's number of input sizes.
+    `samples` is SmoothGrad's number of noisy copies, `scales` CAMERAS's number of input sizes,
+    `checkpoints` the trained checkpoint of CASM and its Baseline.
     Files inside named directories that cannot be read are skipped and reported; a named file
     that cannot be read is an error. No existing file is replaced unless `overwrite` is set.
     """
@@ -113,7 +115,9 @@ def explain_files(
         raise SalmapError(f"{existing[0]} exists; pass --overwrite to replace it")
     device = next(loaded.model.parameters()).device
     explainers = {
-        name: make_explainer(name, loaded.model, layer or loaded.target_layer, samples, scales)
+        name: make_explainer(
+            name, loaded.model, layer or loaded.target_layer, samples, scales, (checkpoints or {}).get(name)
+        )
         for name in methods
     }
     report = ExplainReport(skipped=skipped)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from salmap.errors import SalmapError
 from salmap.evaluation import evaluate, parse_source, write_outputs
-from salmap.methods import make_explainer, parse_methods
+from salmap.methods import make_explainer, parse_methods, trained_checkpoints
 from salmap.models import load
 
 from .common import add_model_arguments, check_device
@@ -27,6 +27,11 @@ def _add_common(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--scales", type=int, default=8, help="CAMERAS's input sizes (default: 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated digits (default: 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="trained checkpoint for --method casm or baseline (digits: shipped)",
+    )
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -60,16 +65,19 @@ def _check_outputs(folder: Path, overwrite: bool) -> None:
 
 
 def _evaluate_one(args: argparse.Namespace, data: str, model_name: str, out: Path) -> tuple[dict, str]:
-    methods = parse_methods(args.method)
     if args.limit is not None and args.limit < 1:
         raise SalmapError(f"--limit must be >= 1, got {args.limit}")
     loaded = load(model_name, arch=getattr(args, "arch", None), device=check_device(args.device))
+    methods = parse_methods(args.method, trained=args.checkpoint is not None or loaded.name == "digits_cnn")
+    checkpoints = trained_checkpoints(methods, args.checkpoint, loaded.name)
     source = parse_source(data, loaded, args.limit, args.batch_size, seed=args.seed)
     started = time.perf_counter()
     evaluation = evaluate(
         loaded,
         methods,
-        lambda name, model: make_explainer(name, model, loaded.target_layer, args.samples, args.scales),
+        lambda name, model: make_explainer(
+            name, model, loaded.target_layer, args.samples, args.scales, checkpoints.get(name)
+        ),
         source,
         batch_size=args.batch_size,
         sanity_images=args.sanity_images,

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from salmap.explain_files import explain_files
-from salmap.methods import parse_methods
+from salmap.methods import parse_methods, trained_checkpoints
 from salmap.models import load
 
 from .common import add_model_arguments, check_device
@@ -32,6 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--samples", type=int, default=50, help="SmoothGrad's noisy copies (default: 50)")
     parser.add_argument("--scales", type=int, default=8, help="CAMERAS's input sizes (default: 8)")
+    parser.add_argument("--checkpoint", default=None, help="trained checkpoint for --method casm or baseline")
     parser.add_argument("--out", default="salmap-output", help="output directory (default: salmap-output)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default: 8)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -39,9 +40,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    methods = parse_methods(args.method)
     device = check_device(args.device)
     loaded = load(args.model, arch=args.arch, device=device)
+    methods = parse_methods(args.method)
+    checkpoints = trained_checkpoints(methods, args.checkpoint, loaded.name)
     report = explain_files(
         args.inputs,
         loaded,
@@ -51,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         overwrite=args.overwrite,
         layer=args.layer,
+        samples=args.samples,
+        scales=args.scales,
+        checkpoints=checkpoints,
     )
     for path, reason in report.skipped:
         print(f"salmap: skipped {path}: {reason}", file=sys.stderr)

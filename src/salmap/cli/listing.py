@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from salmap.methods import METHODS
+from salmap.methods import METHODS, TRAINED_METHODS
 from salmap.models import builtin_models
 
 
@@ -16,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def list_methods(_args: argparse.Namespace) -> int:
-    for name, description in METHODS.items():
+    for name, description in {**METHODS, **TRAINED_METHODS}.items():
         print(f"{name:<16} {description}")
     return 0
 
