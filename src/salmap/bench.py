@@ -1,0 +1,365 @@
+"""Speed and memory of every method against its arithmetic floor and against peer libraries,
+measured in one process so that the ratios hold on a noisy machine (`salmap bench`)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from salmap.explainers import CAM, CAMERAS, GradCAM, Gradient, GuidedBackprop, SmoothGrad
+from salmap.explainers.layers import resolve_layer
+from salmap.models import load
+
+Call = Callable[[], object]
+
+
+class PeakMemory:
+    """Peak resident memory above the level at entry, sampled every half millisecond (CPU), or
+    the CUDA allocator's peak (GPU)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak = 0
+
+    @staticmethod
+    def _resident() -> int:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.start = torch.cuda.memory_allocated()
+            return self
+        self.start = self._resident()
+        self.running = True
+
+        def sample() -> None:
+            while self.running:
+                self.peak = max(self.peak, self._resident() - self.start)
+                time.sleep(0.0005)
+
+        self.thread = threading.Thread(target=sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() - self.start
+            return
+        self.running = False
+        self.thread.join()
+
+
+def measure(call: Call, device: torch.device, repeats: int) -> tuple[float, int]:
+    """Median seconds of `repeats` calls after one warm-up, and the peak memory of one call."""
+    call()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        call()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    with PeakMemory(device) as memory:
+        call()
+    return statistics.median(times), memory.peak
+
+
+def gradient_floor(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> Call:
+    """One forward and one backward to the input only (no parameter gradients)."""
+
+    def call() -> torch.Tensor:
+        leaf = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            scores = model(leaf).gather(1, target[:, None]).sum()
+            return torch.autograd.grad(scores, leaf)[0]
+
+    return call
+
+
+def layer_floor(model: nn.Module, layer: nn.Module, x: torch.Tensor, target: torch.Tensor) -> Call:
+    """One forward and a backward that stops at `layer` (its output made a leaf)."""
+
+    def call() -> torch.Tensor:
+        kept: list[torch.Tensor] = []
+
+        def hook(_m: nn.Module, _i: object, output: torch.Tensor) -> torch.Tensor:
+            kept.append(output.detach().requires_grad_(True))
+            return kept[-1] * 1
+
+        handle = layer.register_forward_hook(hook)
+        try:
+            with torch.enable_grad():
+                scores = model(x).gather(1, target[:, None]).sum()
+                return torch.autograd.grad(scores, kept[-1])[0]
+        finally:
+            handle.remove()
+
+    return call
+
+
+def forward_floor(model: nn.Module, x: torch.Tensor) -> Call:
+    def call() -> torch.Tensor:
+        with torch.inference_mode():
+            return model(x)
+
+    return call
+
+
+def peer_calls(
+    method: str, model: nn.Module, layer: nn.Module, x: torch.Tensor, target: torch.Tensor, samples: int
+) -> dict[str, Call]:
+    """The peers' versions of `method` on the same model, inputs and targets (those installed)."""
+    calls: dict[str, Call] = {}
+    size = x.shape[-2:]
+    try:
+        from captum import attr
+    except ImportError:
+        attr = None
+    if attr is not None:
+        if method == "gradient":
+            saliency = attr.Saliency(model)
+            calls["captum Saliency"] = lambda: saliency.attribute(x, target=target, abs=True).amax(1)
+        if method == "guided_backprop":
+            guided = attr.GuidedBackprop(model)
+            calls["captum GuidedBackprop"] = lambda: guided.attribute(x, target=target).abs().amax(1)
+        if method == "smoothgrad":
+            tunnel = attr.NoiseTunnel(attr.Saliency(model))
+            calls["captum NoiseTunnel"] = lambda: tunnel.attribute(
+                x,
+                nt_type="smoothgrad",
+                nt_samples=samples,
+                nt_samples_batch_size=max(1, 32 // len(x)),
+                stdevs=0.15 * float(x.max() - x.min()),
+                target=target,
+                abs=True,
+            )
+        if method == "gradcam":
+            layer_gradcam = attr.LayerGradCam(model, layer)
+            calls["captum LayerGradCam"] = lambda: F.interpolate(
+                layer_gradcam.attribute(x, target=target, relu_attributions=True), size=size, mode="bilinear"
+            )
+    if method == "gradcam":
+        try:
+            from pytorch_grad_cam import GradCAM as PeerGradCAM
+            from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+            targets = [ClassifierOutputTarget(int(t)) for t in target]
+
+            def grad_cam() -> object:
+                with PeerGradCAM(model=model, target_layers=[layer]) as peer:
+                    return peer(input_tensor=x, targets=targets)
+
+            calls["pytorch-grad-cam GradCAM"] = grad_cam
+        except ImportError:
+            pass
+    if method in ("gradcam", "cam"):
+        try:
+            from torchcam import methods as torchcam_methods
+
+            def torchcam_call(kind: str = "GradCAM" if method == "gradcam" else "CAM") -> object:
+                extractor = getattr(torchcam_methods, kind)(model, target_layer=layer)
+                try:
+                    with torch.set_grad_enabled(kind == "GradCAM"):
+                        scores = model(x)
+                        maps = extractor(target.tolist(), scores)[0]
+                    return F.interpolate(maps[:, None], size=size, mode="bilinear")
+                finally:
+                    extractor.remove_hooks()
+
+            calls[f"torchcam {'GradCAM' if method == 'gradcam' else 'CAM'}"] = torchcam_call
+        except ImportError:
+            pass
+    return calls
+
+
+@dataclass
+class Row:
+    model: str
+    device: str
+    autocast: str
+    batch: int
+    method: str
+    ms_per_image: float
+    floor_ms_per_image: float
+    floor_ratio: float
+    peak_mb: float
+    best_peer: str
+    peer_ms_per_image: float
+    peer_ratio: float
+
+
+def bench_model(
+    name: str,
+    model: nn.Module,
+    layer_name: str,
+    device: torch.device,
+    batch: int,
+    methods: list[str],
+    repeats: int,
+    samples: int,
+    autocast: str,
+) -> list[Row]:
+    """Rows for one model and batch size: ms per image, peak memory, the ratio to the floor, and
+    the ratio to the fastest peer (below 1: salmap is faster)."""
+    torch.manual_seed(0)
+    x = torch.randn(batch, 3, 224, 224, device=device)
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    _, layer = resolve_layer(model, layer_name, x)
+    ours = {
+        "gradient": Gradient(model),
+        "guided_backprop": GuidedBackprop(model),
+        "smoothgrad": SmoothGrad(Gradient(model), n=samples, batch_size=32),
+        "cam": CAM(model, layer_name),
+        "gradcam": GradCAM(model, layer_name),
+        "cameras": CAMERAS(model, layer_name),
+    }
+    peer_model = copy.deepcopy(model).requires_grad_(True)  # pytorch-grad-cam needs trainable weights
+    peer_layer = dict(peer_model.named_modules())[layer_name]
+    grad_floor = gradient_floor(model, x, target)
+    cameras = ours["cameras"]
+    sized = [
+        x if s == tuple(x.shape[-2:]) else F.interpolate(x, size=s, mode="bilinear")
+        for s in cameras.input_sizes(224, 224)
+    ]
+    floors: dict[str, list[Call]] = {
+        "gradient": [grad_floor],
+        "guided_backprop": [grad_floor],
+        "smoothgrad": [grad_floor] * samples,
+        "cam": [forward_floor(model, x)],
+        "gradcam": [layer_floor(model, layer, x, target)],
+        "cameras": [layer_floor(model, layer, xs, target) for xs in sized],
+    }
+    rows = []
+    context = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if autocast == "bf16"
+        else torch.autocast(device.type, enabled=False)
+    )
+    with context:
+        for method in methods:
+            floor_seconds = 0.0
+            unique: dict[int, float] = {}
+            for call in floors[method]:
+                if id(call) not in unique:
+                    unique[id(call)] = measure(call, device, repeats)[0]
+                floor_seconds += unique[id(call)]
+            seconds, peak = measure(lambda m=method: ours[m](x, target), device, repeats)
+            peers = peer_calls(method, peer_model, peer_layer, x, target, samples)
+            if method == "cameras":
+                peers["one image at a time"] = lambda: [
+                    cameras(x[i : i + 1], target[i : i + 1]) for i in range(batch)
+                ]
+            timed = {peer: measure(call, device, max(1, repeats // 2))[0] for peer, call in peers.items()}
+            best = min(timed, key=timed.get) if timed else "-"
+            peer_seconds = timed.get(best, float("nan"))
+            rows.append(
+                Row(
+                    name,
+                    device.type,
+                    autocast,
+                    batch,
+                    method,
+                    1000 * seconds / batch,
+                    1000 * floor_seconds / batch,
+                    seconds / floor_seconds,
+                    peak / 2**20,
+                    best,
+                    1000 * peer_seconds / batch,
+                    seconds / peer_seconds,
+                )
+            )
+            row = rows[-1]
+            print(
+                f"{name} b{batch} {method}: {row.ms_per_image:.1f} ms/image, "
+                f"floor x{row.floor_ratio:.2f}, {best} x{row.peer_ratio:.2f}",
+                flush=True,
+            )
+    return rows
+
+
+def machine() -> dict[str, str]:
+    """What the numbers were measured on."""
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "threads": str(torch.get_num_threads()),
+        "cores": str(os.cpu_count()),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def benchmark_models(device: torch.device) -> dict[str, tuple[nn.Module, str]]:
+    """ResNet-50 (torchvision architecture; speed does not depend on the weights) and the
+    pretrained EfficientNet-Lite0, with their target layers."""
+    resnet = torchvision.models.resnet50(weights=None).eval().requires_grad_(False).to(device)
+    lite = load("efficientnet_lite0", device=str(device))
+    return {"resnet50": (resnet, "layer4"), "efficientnet_lite0": (lite.model, lite.target_layer)}
+
+
+def markdown(rows: list[Row]) -> str:
+    lines = [
+        "| model | device | autocast | batch | method | ms / image | floor ms / image | x floor | peak MB "
+        "| fastest peer | peer ms / image | x peer |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.model} | {r.device} | {r.autocast} | {r.batch} | {r.method} | {r.ms_per_image:.1f} | "
+            f"{r.floor_ms_per_image:.1f} | {r.floor_ratio:.2f} | {r.peak_mb:.0f} | {r.best_peer} | "
+            f"{r.peer_ms_per_image:.1f} | {r.peer_ratio:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def run_benchmark(
+    out: Path,
+    models: list[str],
+    batches: list[int],
+    methods: list[str],
+    device_name: str = "cpu",
+    repeats: int = 3,
+    samples: int = 10,
+) -> list[Row]:
+    """Measure every (model, batch, method) and write `out/speed-<device>.json` and `.md`."""
+    device = torch.device(device_name)
+    available = benchmark_models(device)
+    autocasts = ["none", "bf16"] if device.type == "cuda" else ["none"]
+    rows: list[Row] = []
+    for name in models:
+        model, layer = available[name]
+        for autocast in autocasts:
+            for batch in batches:
+                rows += bench_model(name, model, layer, device, batch, methods, repeats, samples, autocast)
+    out.mkdir(parents=True, exist_ok=True)
+    document = {
+        "machine": machine(),
+        "samples": samples,
+        "repeats": repeats,
+        "rows": [asdict(r) for r in rows],
+    }
+    (out / f"speed-{device.type}.json").write_text(json.dumps(document, indent=2))
+    (out / f"speed-{device.type}.md").write_text(markdown(rows) + "\n")
+    return rows
