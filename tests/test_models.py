@@ -70,7 +70,7 @@ def test_torchvision_weights_come_from_the_local_cache_only(tmp_path: Path, monk
 
 
 def test_timm_without_local_weights_is_a_clear_error() -> None:
-    with pytest.raises(SalmapError, match="no pretrained weights for timm's resnet10t"):
+    with pytest.raises(SalmapError, match="no pretrained weights for timm's resnet10t on this machine"):
         salmap.models.load("resnet10t")
 
 
@@ -108,3 +108,19 @@ def test_torchscript_checkpoint(tmp_path: Path) -> None:
 def test_missing_checkpoint_file(tmp_path: Path) -> None:
     with pytest.raises(SalmapError, match="does not exist"):
         salmap.models.load(str(tmp_path / "absent.pt"))
+
+
+def test_timm_weights_from_the_local_torch_hub_cache(tmp_path: Path, monkeypatch) -> None:
+    import timm
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    torch.manual_seed(0)
+    reference = timm.create_model("resnet10t", pretrained=False).eval()
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(reference.state_dict(), cache / "resnet10t_176_c3-f3215ab1.pth")
+    loaded = salmap.models.load("resnet10t")
+    x = torch.randn(1, 3, 176, 176)
+    torch.testing.assert_close(loaded.model(x), reference(x))
+    assert loaded.input_size == (176, 176)

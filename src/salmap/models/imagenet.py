@@ -114,18 +114,40 @@ def load_torchvision(name: str) -> LoadedModel:
     )
 
 
-def load_timm(name: str) -> LoadedModel:
-    """A timm classifier with pretrained weights from the local Hugging Face cache only."""
+def _timm_weights_file(name: str) -> str | None:
+    """A local file with timm's pretrained weights for `name`: the Hugging Face cache or torch's
+    hub cache; None when neither holds them (nothing is fetched)."""
     import timm
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        model = timm.create_model(name, pretrained=True)
-    except Exception as error:
+    config = timm.models.get_pretrained_cfg(name)
+    if config is None:
+        return None
+    if config.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo = config.hf_hub_id.split("@")[0]
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            found = try_to_load_from_cache(repo, filename)
+            if isinstance(found, str):
+                return found
+    if config.url:
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(config.url)
+        if cached.is_file():
+            return str(cached)
+    return None
+
+
+def load_timm(name: str) -> LoadedModel:
+    """A timm classifier with pretrained weights from the local Hugging Face or torch hub cache."""
+    import timm
+
+    weights = _timm_weights_file(name)
+    if weights is None:
         raise SalmapError(
-            f"no pretrained weights for timm's {name} on this machine ({type(error).__name__}); "
-            f"put them in the Hugging Face cache, or pass a checkpoint file with --arch {name}"
-        ) from None
+            f"no pretrained weights for timm's {name} on this machine: put them in the Hugging Face "
+            f"cache, or pass a checkpoint file with --arch {name}"
+        )
+    model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": weights})
     config = model.pretrained_cfg
     size = tuple(config.get("input_size", (3, 224, 224))[-2:])
     resize = int(size[0] / config.get("crop_pct", 0.875))
