@@ -139,7 +139,7 @@ def save_class_grid(
     count = len(result.class_indices)
     cols = min(columns, count)
     rows = -(-count // cols)
-    figure, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.75 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.9 * rows), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for k, (index, name) in enumerate(zip(result.class_indices, class_names, strict=True)):
@@ -148,7 +148,8 @@ def save_class_grid(
         gray = picture.shape[-1] == 1
         axis.imshow(picture[..., 0] if gray else picture, cmap="gray" if gray else None, vmin=0, vmax=1)
         score, probability = float(result.scores[k]), float(result.probabilities[k])
-        axis.set_title(f"{name} ({index})\nscore {score:.1f}, p {probability:.2f}", fontsize=9, y=-0.2)
-    figure.tight_layout()
+        caption = f"{name} ({index})\nscore {score:.1f}, p {probability:.2f}"
+        axis.text(0.5, -0.03, caption, transform=axis.transAxes, ha="center", va="top", fontsize=9)
+    figure.tight_layout(h_pad=2.5)
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -73,8 +73,8 @@ def _label(loaded: LoadedModel, index: int) -> str:
 def save_attack_figure(
     loaded: LoadedModel, x: torch.Tensor, results: dict[str, AttackResult], names: list[str], path: Path
 ) -> None:
-    """One row per image: the clean image, then per method the perturbation (scaled so its
-    largest value fills the range, mid-grey is 0) and the adversarial image, with predictions."""
+    """One row per image: the clean image, then per method the perturbation (mid-grey is 0,
+    scaled so its 99th percentile of |delta| fills the range) and the adversarial image."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,8 +88,8 @@ def save_attack_figure(
         cells = [(clean[r], f"{name}\n{_label(loaded, int(first.clean_prediction[r]))}")]
         for method, result in results.items():
             delta = result.perturbation[r]
-            peak = float(delta.abs().max())
-            shown = 0.5 + 0.5 * delta / peak if peak > 0 else torch.full_like(delta, 0.5)
+            peak = float(delta.abs().flatten().quantile(0.99))
+            shown = (0.5 + 0.5 * delta / peak).clamp(0, 1) if peak > 0 else torch.full_like(delta, 0.5)
             outcome = f"{int(result.iterations[r])} it" if bool(result.success[r]) else "failed"
             cells.append((shown, f"{method}: L2 {float(result.l2[r]):.2f}\n{outcome}"))
             cells.append(
