@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/salmap demo --out demo-output --overwrite
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check src tests

@@ -55,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     _add_common(bench, "salmap-benchmark")
-    bench.set_defaults(run=run_benchmark, limit=500)
+    bench.set_defaults(run=run_benchmark, limit=200)
 
 
 def _check_outputs(folder: Path, overwrite: bool) -> None:
