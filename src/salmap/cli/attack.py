@@ -8,7 +8,15 @@ from pathlib import Path
 
 import torch
 
-from salmap.attack import SALIENCY_METHODS, AttackResult, attack_maps, attack_report, pgd
+from salmap.attack import (
+    DEFAULT_EPS,
+    DEFAULT_STEP,
+    SALIENCY_METHODS,
+    AttackResult,
+    attack_maps,
+    attack_report,
+    pgd,
+)
 from salmap.errors import SalmapError
 from salmap.images import find_images, load_image
 from salmap.models import LoadedModel, load
@@ -120,7 +128,12 @@ def run(args: argparse.Namespace) -> int:
     loaded = load(args.model, arch=args.arch, device=check_device(args.device))
     device = next(loaded.model.parameters()).device
     x = torch.stack([loaded.preprocess(load_image(p)) for p in paths]).to(device)
-    settings = {"norm": args.norm, "eps": args.eps, "steps": args.steps, "step_size": args.step_size}
+    settings = {
+        "norm": args.norm,
+        "eps": DEFAULT_EPS[args.norm] if args.eps is None else args.eps,
+        "steps": args.steps,
+        "step_size": DEFAULT_STEP[args.norm] if args.step_size is None else args.step_size,
+    }
     results = {}
     for method in methods:
         saliency = attack_maps(loaded.model, x, method, layer=args.layer, seed=args.seed)
