@@ -25,8 +25,9 @@ def method_grid(
     import matplotlib.pyplot as plt
 
     rows, cols = len(images), len(columns) + 1
+    aspect = float(np.mean([image.height / image.width for image in images]))
     figure, axes = plt.subplots(
-        rows, cols, figsize=(cell_inches * cols, cell_inches * rows + 0.3), squeeze=False
+        rows, cols, figsize=(cell_inches * cols, cell_inches * aspect * rows + 0.4), squeeze=False
     )
     for r, (image, title) in enumerate(zip(images, row_titles, strict=True)):
         pictures = [image, *cells[r]]
