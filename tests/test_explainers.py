@@ -243,6 +243,9 @@ def _hook_count(model: nn.Module) -> int:
 
 
 def test_hooks_are_removed_after_calls_and_errors(tiny_net: TinyGapNet, images: torch.Tensor) -> None:
+    with GradCAM(tiny_net) as explainer:
+        explainer(images[:1])
+        assert _hook_count(tiny_net) == 0
     methods = all_methods(tiny_net)
     for explainer in methods.values():
         explainer(images[:1])

@@ -112,6 +112,13 @@ class Explainer(ABC):
         maps = maps.detach().float()
         return normalize_maps(maps) if normalize else maps
 
+    def __enter__(self) -> Explainer:
+        """Explainers hold no hooks between calls; `with` is accepted for peers' habits."""
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
     @abstractmethod
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         """The raw maps `(B, H, W)` for checked images `x`, autograd enabled."""
