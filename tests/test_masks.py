@@ -78,3 +78,17 @@ def test_mask_figure_is_written(tmp_path):
     assert mask_figure(images, maps, tmp_path / "fig.png").stat().st_size > 0
     path = mask_figure(images, maps, tmp_path / "n.png", mean=(0.5,) * 3, std=(0.5,) * 3)
     assert path.exists()
+
+
+def test_fill_value_replaces_removed_pixels() -> None:
+    import torch
+
+    from salmap.masks import masked_in, masked_out
+
+    x = torch.arange(8.0).view(1, 2, 2, 2)
+    b = torch.tensor([[[True, False], [False, True]]])
+    out = masked_out(x, b, fill=-1.0)
+    assert out[0, :, 0, 0].tolist() == [-1.0, -1.0] and out[0, :, 0, 1].tolist() == [1.0, 5.0]
+    kept = masked_in(x, b, fill=-1.0)
+    assert kept[0, :, 0, 0].tolist() == [0.0, 4.0] and kept[0, :, 0, 1].tolist() == [-1.0, -1.0]
+    torch.testing.assert_close(masked_out(x, b) + masked_in(x, b), x)

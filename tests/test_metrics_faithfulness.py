@@ -66,3 +66,22 @@ def test_blur_keeps_a_constant_image_and_bad_input_raises():
         deletion(evidence_model(), images, maps[:, :4])
     with pytest.raises(SalmapError):
         deletion(evidence_model().train(), images, maps)
+
+
+def test_deletion_fill_value_is_what_removed_pixels_become() -> None:
+    import torch
+    from torch import nn
+
+    from salmap.metrics import deletion
+
+    # a model that sees only the mean of the image: deleting towards fill = mean keeps its score
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2)).eval()
+    with torch.no_grad():
+        model[1].weight.copy_(torch.stack([torch.full((16,), 1.0), torch.zeros(16)]))
+        model[1].bias.zero_()
+    x = torch.full((1, 1, 4, 4), 0.5)
+    maps = torch.rand(1, 4, 4)
+    kept = deletion(model, x, maps, 0, steps=4, fill=0.5)
+    assert torch.allclose(kept.curve, kept.curve[:, :1].expand_as(kept.curve))
+    dropped = deletion(model, x, maps, 0, steps=4)
+    assert dropped.curve[0, -1] < dropped.curve[0, 0]

@@ -82,16 +82,20 @@ def _check_images(images: torch.Tensor) -> torch.Tensor:
     return images
 
 
-def masked_in(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Masked-in images `b * x`: only the evidence kept, zero (the mean colour) elsewhere."""
+def masked_in(images: torch.Tensor, masks: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+    """Masked-in images `b * x + (1 - b) * v`: only the evidence kept; elsewhere the fill value v,
+    by default zero in normalised space (the mean colour)."""
     images = _check_images(images)
-    return images * _as_weights(masks, images)
+    weights = _as_weights(masks, images)
+    return images * weights + fill * (1 - weights)
 
 
-def masked_out(images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Masked-out images `(1 - b) * x`: the evidence set to zero in normalised space."""
+def masked_out(images: torch.Tensor, masks: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+    """Masked-out images `(1 - b) * x + b * v`: the evidence set to the fill value v, by default
+    zero in normalised space (CASM, Zolna et al. 2019)."""
     images = _check_images(images)
-    return images * (1 - _as_weights(masks, images))
+    weights = _as_weights(masks, images)
+    return images * (1 - weights) + fill * weights
 
 
 def _channel_stats(values: Sequence[float], images: torch.Tensor) -> torch.Tensor:

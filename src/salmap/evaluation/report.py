@@ -221,7 +221,8 @@ def write_outputs(
         "Box rules are fixed (CAM: largest region above 20% of the max; CASM: m >= mean(m), largest "
         "4-connected component; GraphCut: seeds above the 95th / below the 30th percentile). BoxAcc "
         "chooses its threshold on the other half of the images (two folds); MaxBoxAcc takes the best "
-        "threshold on the images it scores, an upper bound (Choe et al. 2020).",
+        "threshold on the images it scores, an upper bound (Choe et al. 2020). Removed pixels (deletion, "
+        f"masked images) take the value {evaluation.source.fill:.3f} in normalised space.",
     ]
     for group, table in tables.items():
         parts += ["", f"## {heading[group]}", "", table]

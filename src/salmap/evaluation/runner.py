@@ -14,6 +14,7 @@ from salmap import metrics
 from salmap.explainers import Explainer
 from salmap.localize import cam_rule_boxes, casm_rule_boxes, graphcut_boxes
 from salmap.masks import discretize
+from salmap.methods import TRAINED_METHODS
 from salmap.models import LoadedModel
 
 from .sources import EvalBatch, EvalSource
@@ -90,10 +91,19 @@ def _evidence_metrics(results: MethodResults, batch: EvalBatch, maps: torch.Tens
 
 
 def _causal_metrics(
-    results: MethodResults, model: torch.nn.Module, batch: EvalBatch, maps: torch.Tensor, targets, chunk: int
+    results: MethodResults,
+    model: torch.nn.Module,
+    batch: EvalBatch,
+    maps: torch.Tensor,
+    targets: torch.Tensor,
+    chunk: int,
+    fill: float,
 ) -> None:
-    for name in ("deletion", "insertion"):
-        curve = getattr(metrics, name)(model, batch.images, maps, targets, batch_size=chunk)
+    curves = {
+        "deletion": metrics.deletion(model, batch.images, maps, targets, batch_size=chunk, fill=fill),
+        "insertion": metrics.insertion(model, batch.images, maps, targets, batch_size=chunk),
+    }
+    for name, curve in curves.items():
         results.add(name, curve.auc)
         summed = curve.curve.sum(dim=0).cpu()
         current = getattr(results, f"{name}_curve")
@@ -102,7 +112,7 @@ def _causal_metrics(
 
 
 def _classification(
-    results: MethodResults, loaded: LoadedModel, batch: EvalBatch, maps: torch.Tensor
+    results: MethodResults, loaded: LoadedModel, batch: EvalBatch, maps: torch.Tensor, fill: float
 ) -> None:
     table = metrics.masked_classification(
         {loaded.name: loaded.model},
@@ -111,6 +121,7 @@ def _classification(
         batch.labels,
         mean=loaded.mean,
         std=loaded.std,
+        fill=fill,
     )
     for (_, variant, kind), predictions in table.items():
         results.classification[(variant, kind)].append(predictions.top1.float().cpu())
@@ -130,7 +141,8 @@ def evaluate(
     classification and, where pixel masks are known, AUROC and per-object coverage. The maps
     explain the ground-truth class of each image. `make_explainer(method, model)` builds a method
     for a model; the sanity check rebuilds it for randomised copies of the model, on the first
-    `sanity_images` images."""
+    `sanity_images` images (not for CASM and its Baseline, which carry their own classifier).
+    Removed pixels (deletion, masked images) take the source's fill value."""
     model = loaded.model
     explainers = {name: make_explainer(name, model) for name in methods}
     device = next(model.parameters()).device
@@ -153,11 +165,13 @@ def evaluate(
                 result = results[name]
                 _box_metrics(result, batch, maps, predicted.cpu())
                 _evidence_metrics(result, batch, maps)
-                _causal_metrics(result, model, batch, maps.to(device), batch.labels, batch_size * 4)
-                _classification(result, loaded, batch, maps.to(device))
+                _causal_metrics(
+                    result, model, batch, maps.to(device), batch.labels, batch_size * 4, source.fill
+                )
+                _classification(result, loaded, batch, maps.to(device), source.fill)
                 if room > 0:
                     result.gallery.append((maps[:room], casm_rule_boxes(maps[:room])))
-                if result.sanity is None and sanity_images > 0:
+                if result.sanity is None and sanity_images > 0 and name not in TRAINED_METHODS:
                     result.sanity = metrics.cascading_randomization(
                         model,
                         lambda m, name=name: make_explainer(name, m),

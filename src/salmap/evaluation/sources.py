@@ -28,11 +28,13 @@ class EvalBatch:
 
 @dataclass
 class EvalSource:
-    """A named evaluation set: its size, whether pixel masks are known, and its batches."""
+    """A named evaluation set: its size, whether pixel masks are known, the value (normalised
+    space) that removed pixels take, and its batches."""
 
     name: str
     size: int
     has_objects: bool
+    fill: float = 0.0
     loader: DataLoader | None = None
     digits: object | None = None
 
@@ -62,13 +64,16 @@ class EvalSource:
 
 
 def digits_source(variant: str = "single", n: int = 500, seed: int = 0, split: str = "test") -> EvalSource:
-    """The cluttered digits benchmark (`single` or `twin`), `n` images of a split."""
-    from salmap.data.digits import VARIANTS, build_split
+    """The cluttered digits benchmark (`single` or `twin`), `n` images of a split. Removed pixels
+    take the black background (normalised -mean/std), not the mean grey, which the classifier has
+    never seen around a digit."""
+    from salmap.data.digits import DIGITS_MEAN, DIGITS_STD, VARIANTS, build_split
 
     if variant not in VARIANTS:
         raise SalmapError(f"unknown digits variant {variant!r}; choose from {', '.join(VARIANTS)}")
     data = build_split(split, n, variant=variant, seed=seed)
-    return EvalSource(name=f"digits:{variant}", size=len(data), has_objects=True, digits=data)
+    fill = -DIGITS_MEAN[0] / DIGITS_STD[0]
+    return EvalSource(name=f"digits:{variant}", size=len(data), has_objects=True, fill=fill, digits=data)
 
 
 def imagenet_source(

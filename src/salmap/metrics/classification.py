@@ -82,12 +82,14 @@ def masked_classification(
     seed: int = 0,
     batch_size: int = 64,
     radius: int = 3,
+    fill: float = 0.0,
 ) -> dict[tuple[str, str, str], Predictions]:
     """Classify masked-in, masked-out and inpainted masked-out images with each classifier.
 
     `images` are normalised `(B, C, H, W)`, `masks` bool `(B, H, W)` (True = evidence). Keys are
     `(classifier name, variant, mask kind)`, mask kind in `MASK_KINDS`: the given masks, all
-    zero, all one, and random masks of the same area per image (seeded by `seed`). Inpainting
+    zero, all one, and random masks of the same area per image (seeded by `seed`). Removed pixels
+    take the value `fill` (normalised space; 0 is the mean colour). Inpainting
     works on pixels, so "inpainted" needs the normalisation `mean` and `std`. For masked-out
     images lower accuracy is better; for masked-in images higher is better.
     """
@@ -112,9 +114,9 @@ def masked_classification(
     for kind, mask in kinds.items():
         for variant in variants:
             if variant == "masked_in":
-                batch = masked_in(images, mask)
+                batch = masked_in(images, mask, fill)
             elif variant == "masked_out":
-                batch = masked_out(images, mask)
+                batch = masked_out(images, mask, fill)
             else:
                 filled = inpaint_masked_out(to_pixels(images, mean, std), mask, radius)
                 batch = to_normalized(filled, mean, std)

@@ -110,14 +110,15 @@ def deletion(
     *,
     steps: int | None = None,
     batch_size: int = 64,
+    fill: float = 0.0,
 ) -> CausalCurve:
     """Deletion AUC (RISE, Petsiuk 2018): starting from the image, the most salient pixels are set
-    to zero (normalised space, the mean colour), `ceil(H*W / steps)` per step (default steps = H:
-    224 steps for 224x224); curve = softmax probability of the class (`target`; None: the top-1 of
-    the clean image). Lower is better (the evidence was where the map said).
+    to `fill` (normalised space; the default 0 is the mean colour), `ceil(H*W / steps)` per step
+    (default steps = H: 224 steps for 224x224); curve = softmax probability of the class
+    (`target`; None: the top-1 of the clean image). Lower is better (the evidence was where the map said).
     """
     images, maps, classes = _prepare(model, images, maps, target)
-    return _causal_curve(model, images, torch.zeros_like(images), maps, classes, steps, batch_size)
+    return _causal_curve(model, images, torch.full_like(images, fill), maps, classes, steps, batch_size)
 
 
 def insertion(
