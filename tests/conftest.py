@@ -25,6 +25,15 @@ class TinyGapNet(nn.Module):
         return self.fc(self.pool(x).flatten(1))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread, and do not fight other processes for the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def tiny_net() -> TinyGapNet:
     torch.manual_seed(0)

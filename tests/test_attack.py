@@ -17,34 +17,7 @@ from salmap.models.transforms import classifier_transform
 PLAIN = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and do not fight other processes for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class TinyNet(nn.Module):
-    """conv - ReLU - strided conv - ReLU - global average pooling - linear, five classes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
-        self.conv2 = nn.Conv2d(8, 12, 3, stride=2, padding=1)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(12, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
-        return self.fc(self.pool(x).flatten(1))
-
-
-@pytest.fixture
-def tiny_net() -> TinyNet:
-    torch.manual_seed(0)
-    return TinyNet().eval()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
