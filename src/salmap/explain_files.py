@@ -16,6 +16,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from salmap.errors import SalmapError
+from salmap.explainers import logits_of
 from salmap.figures import method_grid
 from salmap.images import find_images, load_image, map_to_image, overlay
 from salmap.methods import make_explainer
@@ -74,6 +75,34 @@ def _readable(
     return images, skipped
 
 
+def _predict(model: torch.nn.Module, x: torch.Tensor, target: int | None) -> tuple[list[int], list[float]]:
+    """The class explained for each image (top-1, or `target`) and its softmax probability."""
+    with torch.no_grad():
+        probabilities = logits_of(model(x)).float().softmax(dim=-1)
+    classes = (
+        probabilities.argmax(dim=-1)
+        if target is None
+        else torch.full_like(probabilities[:, 0], target).long()
+    )
+    return classes.tolist(), probabilities.gather(1, classes[:, None])[:, 0].tolist()
+
+
+def _write_maps(
+    folder: Path, image: Image.Image, maps: dict[str, torch.Tensor], loaded: LoadedModel
+) -> list[Image.Image]:
+    """Write `<method>.npy` (the map at the image's size) and `<method>.png` (the overlay) for
+    each method; return the overlays."""
+    folder.mkdir(parents=True, exist_ok=True)
+    overlays = []
+    for method, saliency in maps.items():
+        full = map_to_image(saliency, (image.height, image.width), loaded.resize, loaded.input_size)
+        picture = overlay(image, full)
+        _write_atomic(folder / f"{method}.npy", lambda p, a=full: np.save(p, a))
+        _write_atomic(folder / f"{method}.png", lambda p, im=picture: im.save(p, format="PNG"))
+        overlays.append(picture)
+    return overlays
+
+
 def explain_files(
     inputs: list[str | Path],
     loaded: LoadedModel,
@@ -127,44 +156,29 @@ def explain_files(
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             x = torch.stack([loaded.preprocess(image) for _, image in chunk]).to(device)
-            with torch.no_grad():
-                probabilities = loaded.model(x).softmax(dim=-1)
-            classes = (
-                probabilities.argmax(dim=-1)
-                if target_index is None
-                else torch.full_like(probabilities[:, 0], target_index, dtype=torch.long)
-            )
-            scores = probabilities.gather(1, classes[:, None])[:, 0].tolist()
+            classes, scores = _predict(loaded.model, x, target_index)
             maps = {name: explainer(x, target_index) for name, explainer in explainers.items()}
             for i, (path, image) in enumerate(chunk):
-                stem = stems[start + i]
-                folder = out / stem
-                folder.mkdir(parents=True, exist_ok=True)
-                class_index = int(classes[i])
-                overlays = []
-                for name, batch_maps in maps.items():
-                    full = map_to_image(
-                        batch_maps[i], (image.height, image.width), loaded.resize, loaded.input_size
-                    )
-                    picture = overlay(image, full)
-                    _write_atomic(folder / f"{name}.npy", lambda p, a=full: np.save(p, a))
-                    _write_atomic(folder / f"{name}.png", lambda p, im=picture: im.save(p, format="PNG"))
-                    overlays.append(picture)
-                    report.records.append(
-                        {
-                            "image": str(path),
-                            "method": name,
-                            "target": class_index,
-                            "target_name": loaded.class_names[class_index],
-                            "score": round(float(scores[i]), 6),
-                            "map": str(folder / f"{name}.npy"),
-                            "overlay": str(folder / f"{name}.png"),
-                            "parameters": explainers[name].parameters(),
-                        }
-                    )
+                folder = out / stems[start + i]
+                name = loaded.class_names[classes[i]]
+                overlays = _write_maps(
+                    folder, image, {m: batch_maps[i] for m, batch_maps in maps.items()}, loaded
+                )
+                report.records += [
+                    {
+                        "image": str(path),
+                        "method": method,
+                        "target": classes[i],
+                        "target_name": name,
+                        "score": round(scores[i], 6),
+                        "map": str(folder / f"{method}.npy"),
+                        "overlay": str(folder / f"{method}.png"),
+                        "parameters": explainers[method].parameters(),
+                    }
+                    for method in maps
+                ]
                 if len(summary_rows) < SUMMARY_ROWS:
-                    title = f"{path.name}\n{loaded.class_names[class_index]} {scores[i]:.2f}"
-                    summary_rows.append((image, overlays, title))
+                    summary_rows.append((image, overlays, f"{path.name}\n{name} {scores[i]:.2f}"))
             bar.update(len(chunk))
     finally:
         bar.close()
