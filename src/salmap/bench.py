@@ -66,21 +66,33 @@ class PeakMemory:
         self.thread.join()
 
 
-def measure(call: Call, device: torch.device, repeats: int) -> tuple[float, int]:
-    """Median seconds of `repeats` calls after one warm-up, and the peak memory of one call."""
+def _seconds(call: Call, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
     call()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        call()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
+
+
+def measure(calls: dict[str, Call], device: torch.device, repeats: int) -> dict[str, float]:
+    """Median seconds of each call over `repeats` rounds after one warm-up round; the calls take
+    turns within a round, so a change of machine load hits them all alike."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for round_ in range(repeats + 1):
+        for name, call in calls.items():
+            seconds = _seconds(call, device)
+            if round_:
+                times[name].append(seconds)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def peak_memory(call: Call, device: torch.device) -> int:
+    """Peak memory of one call, in bytes above the level before it."""
     with PeakMemory(device) as memory:
         call()
-    return statistics.median(times), memory.peak
+    return memory.peak
 
 
 def gradient_floor(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> Call:
@@ -257,19 +269,20 @@ def bench_model(
     )
     with context:
         for method in methods:
-            floor_seconds = 0.0
-            unique: dict[int, float] = {}
-            for call in floors[method]:
-                if id(call) not in unique:
-                    unique[id(call)] = measure(call, device, repeats)[0]
-                floor_seconds += unique[id(call)]
-            seconds, peak = measure(lambda m=method: ours[m](x, target), device, repeats)
+            unique = {id(call): call for call in floors[method]}
             peers = peer_calls(method, peer_model, peer_layer, x, target, samples)
             if method == "cameras":
                 peers["one image at a time"] = lambda: [
                     cameras(x[i : i + 1], target[i : i + 1]) for i in range(batch)
                 ]
-            timed = {peer: measure(call, device, max(1, repeats // 2))[0] for peer, call in peers.items()}
+            calls = {"ours": lambda m=method: ours[m](x, target), **peers}
+            calls.update({f"floor {key}": call for key, call in unique.items()})
+            timed = measure(calls, device, repeats)
+            seconds = timed.pop("ours")
+            floor_seconds = sum(timed[f"floor {id(call)}"] for call in floors[method])
+            for key in unique:
+                del timed[f"floor {key}"]
+            peak = peak_memory(calls["ours"], device)
             best = min(timed, key=timed.get) if timed else "-"
             peer_seconds = timed.get(best, float("nan"))
             rows.append(

@@ -15,37 +15,33 @@ from .base import Explainer, Target
 from .gradient import input_gradient
 
 
-class _GuidedRectifier(torch.autograd.Function):
-    """y = clamp(x, low, high); backward passes a gradient only where it is positive and the
-    forward input was inside the rectifier's open range."""
+class _PositiveGradient(torch.autograd.Function):
+    """Identity forward; backward keeps only the positive part of the incoming gradient. Placed
+    after a rectifier, whose own backward then zeroes it where the input was outside its range,
+    it gives the guided rule with PyTorch's fused rectifier backward."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, low: float, high: float | None) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.high = high
-        ctx.low = low
-        return x.clamp(min=low, max=high)
+    def forward(ctx: Any, y: torch.Tensor) -> torch.Tensor:
+        return y.view_as(y)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        (x,) = ctx.saved_tensors
-        passing = (x > ctx.low) & (grad > 0)
-        if ctx.high is not None:
-            passing &= x < ctx.high
-        return grad * passing, None, None
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad.clamp(min=0)
 
 
 def _relu(x: torch.Tensor, *_: Any, **__: Any) -> torch.Tensor:
-    return _GuidedRectifier.apply(x, 0.0, None)
+    return _PositiveGradient.apply(F.relu(x))
 
 
 def _relu6(x: torch.Tensor, *_: Any, **__: Any) -> torch.Tensor:
-    return _GuidedRectifier.apply(x, 0.0, 6.0)
+    return _PositiveGradient.apply(F.hardtanh(x, 0.0, 6.0))
 
 
-def _hardtanh(x: torch.Tensor, min_val: float = -1.0, max_val: float = 1.0, *_: Any, **__: Any):
+def _hardtanh(
+    x: torch.Tensor, min_val: float = -1.0, max_val: float = 1.0, *_: Any, **__: Any
+) -> torch.Tensor:
     if min_val == 0.0:
-        return _GuidedRectifier.apply(x, 0.0, max_val)
+        return _PositiveGradient.apply(F.hardtanh(x, 0.0, max_val))
     return F.hardtanh(x, min_val, max_val)
 
 

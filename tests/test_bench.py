@@ -1,0 +1,32 @@
+"""The speed benchmark's measuring parts (timings themselves are not asserted)."""
+
+from __future__ import annotations
+
+import torch
+
+from salmap.bench import measure, peak_memory
+from salmap.cli import main
+
+
+def test_measure_gives_one_median_per_call() -> None:
+    calls = {"small": lambda: torch.ones(10).sum(), "large": lambda: torch.ones(2_000_000).cumsum(0)}
+    timed = measure(calls, torch.device("cpu"), repeats=3)
+    assert set(timed) == {"small", "large"} and all(value > 0 for value in timed.values())
+
+
+def test_peak_memory_sees_a_large_allocation() -> None:
+    def allocate() -> None:
+        block = torch.ones(64 * 2**20 // 4)  # 64 MiB
+        block.add_(1)
+        import time
+
+        time.sleep(0.05)
+
+    assert peak_memory(allocate, torch.device("cpu")) > 32 * 2**20
+
+
+def test_bad_arguments_exit_2(capsys) -> None:
+    assert main(["bench", "--models", "vgg"]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    assert main(["bench", "--batches", "one"]) == 2
+    assert "--batches" in capsys.readouterr().err
