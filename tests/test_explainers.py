@@ -295,3 +295,17 @@ def test_per_image_targets_match_single_targets(tiny_net: TinyGapNet, images: to
     maps = explainer(images, target=[0, 1, 2, 3])
     for i in range(4):
         torch.testing.assert_close(maps[i], explainer(images[i : i + 1], target=i)[0])
+
+
+@pytest.mark.parametrize("n", [10, 50, 200])
+def test_smoothgrad_memory_is_bounded_by_the_chunk_not_by_n(n: int, tiny_net, images) -> None:
+    seen: list[int] = []
+
+    class Recording(Gradient):
+        def explain(self, x, target):
+            seen.append(x.shape[0])
+            return super().explain(x, target)
+
+    SmoothGrad(Recording(tiny_net), n=n, batch_size=8)(images)
+    assert sum(seen) == n * len(images)
+    assert max(seen) <= 8  # the largest batch the model ever sees, whatever n is

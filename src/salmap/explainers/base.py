@@ -133,7 +133,15 @@ class Explainer(ABC):
 
 
 def resolve_targets(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
-    """One class index per image; a forward pass without gradient finds the top-1 classes."""
+    """One class index per image: the given ones (their range is checked where the scores are
+    read), or the top-1 classes from a forward pass without gradient when `target` is None."""
+    if target is not None:
+        indices = torch.as_tensor(target, device=x.device).long().flatten()
+        if indices.numel() == 1:
+            indices = indices.expand(x.shape[0])
+        if indices.numel() != x.shape[0]:
+            raise SalmapError(f"got {indices.numel()} targets for a batch of {x.shape[0]} images")
+        return indices
     with torch.no_grad():
         logits = logits_of(model(x))
-    return target_indices(target, logits)
+    return target_indices(None, logits)

@@ -16,8 +16,10 @@ class SmoothGrad(Explainer):
     per image (Smilkov et al. 2017). Wraps any explainer (Gradient, GuidedBackprop, GradCAM...).
 
     The class of each image is fixed on the clean image, so every noisy copy explains the same
-    class. Noisy copies go through the model `batch_size` images at a time, so peak memory does
-    not grow with `n`. `seed` makes the noise reproducible.
+    class. Noisy copies go through the model `batch_size` images at a time (default: one noisy
+    copy of the batch at a time on the CPU, where larger batches run slower per image, and 64
+    images on a GPU), so peak memory does not grow with `n`. `seed` makes the noise
+    reproducible.
     """
 
     name = "smoothgrad"
@@ -27,7 +29,7 @@ class SmoothGrad(Explainer):
         base: Explainer,
         n: int = 50,
         noise_level: float = 0.15,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         seed: int | None = 0,
     ) -> None:
         if not isinstance(base, Explainer) or isinstance(base, SmoothGrad):
@@ -36,7 +38,7 @@ class SmoothGrad(Explainer):
             raise SalmapError(f"SmoothGrad needs n >= 1 noisy samples, got {n}")
         if noise_level < 0:
             raise SalmapError(f"noise_level must be >= 0, got {noise_level}")
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise SalmapError(f"batch_size must be >= 1, got {batch_size}")
         super().__init__(base.model)
         self.base = base
@@ -53,7 +55,8 @@ class SmoothGrad(Explainer):
         flat = x.flatten(1)
         sigma = self.noise_level * (flat.amax(dim=1) - flat.amin(dim=1))
         sigma = sigma.view(-1, 1, 1, 1)
-        copies_per_chunk = max(1, self.batch_size // x.shape[0])
+        chunk = self.batch_size or (64 if x.is_cuda else x.shape[0])
+        copies_per_chunk = max(1, chunk // x.shape[0])
         total = None
         done = 0
         while done < self.n:
