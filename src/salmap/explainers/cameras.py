@@ -21,6 +21,23 @@ def _upsample(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(t, size=size, mode="bilinear", align_corners=False)
 
 
+def _interpolation_matrix(source: int, target: int, like: torch.Tensor) -> torch.Tensor:
+    """The (target x source) matrix of 1-D linear interpolation with PyTorch's bilinear rule
+    (align_corners=False): bilinear upsampling of a map M is R_h M R_w^T."""
+    eye = torch.eye(source, device=like.device, dtype=like.dtype)[None]
+    return F.interpolate(eye, size=target, mode="linear", align_corners=False)[0].T
+
+
+def _upsampled_sum(parts: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    """sum_s upsample(parts[s]) to `size` (bilinear), as two matrix products: each part is
+    interpolated along the width, the parts are stacked along the height, and one product with
+    the stacked height matrices interpolates and sums them at once."""
+    height, width = size
+    widened = [part @ _interpolation_matrix(part.shape[-1], width, part).T for part in parts]
+    rows = torch.cat([_interpolation_matrix(part.shape[-2], height, part) for part in parts], dim=1)
+    return rows @ torch.cat(widened, dim=-2)
+
+
 class CAMERAS(LayerExplainer):
     """For each input size s: A_s, G_s = activations of the layer and dy_l/dA_s for x resized to
     s, both upsampled bilinearly to the input size; with mean(.) over the kept sizes,
@@ -85,19 +102,16 @@ class CAMERAS(LayerExplainer):
         weight = torch.stack(weights)
         count = weight.sum(dim=0).clamp_min(1.0).view(-1, 1, 1, 1)
         channels = kept_activations[0].shape[1]
-        cam = torch.zeros((x.shape[0], 1, *size), device=x.device, dtype=x.dtype)
+        # the keep weights go on the small native-size tensors, before upsampling
+        activations = [a * w.view(-1, 1, 1, 1) for a, w in zip(kept_activations, weight, strict=True)]
+        gradients = [g * w.view(-1, 1, 1, 1) for g, w in zip(kept_gradients, weight, strict=True)]
+        cam = torch.zeros((x.shape[0], *size), device=x.device, dtype=x.dtype)
         for start in range(0, channels, self.channel_chunk):
             part = slice(start, start + self.channel_chunk)
-            mean_a = sum(
-                _upsample(a[:, part], size) * w.view(-1, 1, 1, 1)
-                for a, w in zip(kept_activations, weight, strict=True)
-            )
-            mean_g = sum(
-                _upsample(g[:, part], size) * w.view(-1, 1, 1, 1)
-                for g, w in zip(kept_gradients, weight, strict=True)
-            )
-            cam += (mean_a * mean_g).sum(dim=1, keepdim=True)
-        return F.relu(cam / count**2)[:, 0]
+            mean_a = _upsampled_sum([a[:, part] for a in activations], size)
+            mean_g = _upsampled_sum([g[:, part] for g in gradients], size)
+            cam += mean_a.mul_(mean_g).sum(dim=1)
+        return F.relu(cam / count.view(-1, 1, 1) ** 2)
 
     def parameters(self) -> dict[str, Any]:
         return {
