@@ -92,3 +92,17 @@ def test_fill_value_replaces_removed_pixels() -> None:
     kept = masked_in(x, b, fill=-1.0)
     assert kept[0, :, 0, 0].tolist() == [0.0, 4.0] and kept[0, :, 0, 1].tolist() == [-1.0, -1.0]
     torch.testing.assert_close(masked_out(x, b) + masked_in(x, b), x)
+
+
+def test_inpainting_a_fully_masked_image_gives_black() -> None:
+    import torch
+
+    from salmap.masks import inpaint_masked_out
+
+    images = torch.full((2, 3, 8, 8), 0.7)
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    masks[0] = True
+    masks[1, 2:4, 2:4] = True
+    filled = inpaint_masked_out(images, masks)
+    assert float(filled[0].abs().max()) == 0.0
+    assert torch.allclose(filled[1], images[1], atol=2 / 255)

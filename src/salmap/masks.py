@@ -122,7 +122,8 @@ def inpaint_masked_out(images: torch.Tensor, masks: torch.Tensor, radius: int = 
 
     `images` are in pixel space, `(B, C, H, W)` with C = 1 or 3 (RGB): uint8 in [0, 255] or float
     in [0, 1] (use `to_pixels` on normalised images). The pixels where `masks` is True are
-    replaced; the others are returned unchanged. Output has the input's dtype and device.
+    replaced; the others are returned unchanged. A mask that covers the whole image leaves
+    nothing to inpaint from: that image becomes black. Output has the input's dtype and device.
     """
     images = _check_images(images)
     binary = check_binary(masks, images)
@@ -145,6 +146,8 @@ def inpaint_masked_out(images: torch.Tensor, masks: torch.Tensor, radius: int = 
     filled = np.stack(
         [
             cv2.inpaint(np.ascontiguousarray(image), hole, radius, cv2.INPAINT_TELEA).reshape(image.shape)
+            if not hole.all()
+            else np.zeros_like(image)
             for image, hole in zip(arrays, holes, strict=True)
         ]
     )
