@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from salmap.errors import SalmapError
@@ -47,11 +49,13 @@ def package_versions() -> dict[str, str]:
 
 def _unique_stems(paths: list[Path]) -> list[str]:
     stems: list[str] = []
+    taken: set[str] = set()
     for path in paths:
         stem, number = path.stem, 2
-        while stem in stems:
+        while stem in taken:
             stem, number = f"{path.stem}_{number}", number + 1
         stems.append(stem)
+        taken.add(stem)
     return stems
 
 
@@ -61,18 +65,23 @@ def _write_atomic(path: Path, write) -> None:
     os.replace(temporary, path)
 
 
-def _readable(
-    paths: list[Path], named: set[Path]
-) -> tuple[list[tuple[Path, Image.Image]], list[tuple[Path, str]]]:
-    images, skipped = [], []
-    for path in paths:
+class ImageFiles(Dataset):
+    """Image files decoded and preprocessed (in loader workers): items are (index, model input,
+    RGB pixels, None), or (index, None, None, reason) for a file that cannot be read."""
+
+    def __init__(self, paths: list[Path], preprocess) -> None:
+        self.paths = paths
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, np.ndarray | None, str | None]:
         try:
-            images.append((path, load_image(path)))
+            image = load_image(self.paths[index])
         except SalmapError as error:
-            if path in named:
-                raise
-            skipped.append((path, str(error)))
-    return images, skipped
+            return index, None, None, str(error)
+        return index, self.preprocess(image), np.asarray(image), None
 
 
 def _predict(model: torch.nn.Module, x: torch.Tensor, target: int | None) -> tuple[list[int], list[float]]:
@@ -88,19 +97,23 @@ def _predict(model: torch.nn.Module, x: torch.Tensor, target: int | None) -> tup
 
 
 def _write_maps(
-    folder: Path, image: Image.Image, maps: dict[str, torch.Tensor], loaded: LoadedModel
-) -> list[Image.Image]:
+    folder: Path, pixels: np.ndarray, maps: dict[str, torch.Tensor], loaded: LoadedModel, keep: bool
+) -> tuple[Image.Image, list[Image.Image]] | None:
     """Write `<method>.npy` (the map at the image's size) and `<method>.png` (the overlay) for
-    each method; return the overlays."""
+    each method; return the image and its overlays when `keep` (for the summary figure)."""
     folder.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(pixels)
     overlays = []
     for method, saliency in maps.items():
         full = map_to_image(saliency, (image.height, image.width), loaded.resize, loaded.input_size)
         picture = overlay(image, full)
         _write_atomic(folder / f"{method}.npy", lambda p, a=full: np.save(p, a))
-        _write_atomic(folder / f"{method}.png", lambda p, im=picture: im.save(p, format="PNG"))
-        overlays.append(picture)
-    return overlays
+        _write_atomic(
+            folder / f"{method}.png", lambda p, im=picture: im.save(p, format="PNG", compress_level=1)
+        )
+        if keep:
+            overlays.append(picture)
+    return (image, overlays) if keep else None
 
 
 def explain_files(
@@ -124,17 +137,17 @@ def explain_files(
     `checkpoints` the trained checkpoint of CASM and its Baseline.
     Files inside named directories that cannot be read are skipped and reported; a named file
     that cannot be read is an error. No existing file is replaced unless `overwrite` is set.
+    Images are decoded by loader workers while the model runs, and files are written by a
+    background thread, so neither waits for the other.
     """
     if batch_size < 1:
         raise SalmapError(f"batch size must be >= 1, got {batch_size}")
     paths = find_images(list(inputs))
-    named = {Path(p) for p in inputs if not Path(p).is_dir()}
-    images, skipped = _readable(paths, named)
-    if not images:
-        raise SalmapError("none of the images could be read")
+    for path in {Path(p) for p in inputs if not Path(p).is_dir()}:
+        load_image(path)  # a named file that cannot be read is an error, before any work
     target_index = None if target is None else loaded.class_index(target)
     out = Path(out)
-    stems = _unique_stems([path for path, _ in images])
+    stems = _unique_stems(paths)
     planned = [out / "summary.png", out / "results.json"]
     planned += [
         out / stem / f"{method}.{ext}" for stem in stems for method in methods for ext in ("png", "npy")
@@ -149,39 +162,63 @@ def explain_files(
         )
         for name in methods
     }
-    report = ExplainReport(skipped=skipped)
-    summary_rows: list[tuple[Image.Image, list[Image.Image], str]] = []
-    bar = tqdm(total=len(images), desc="explaining", unit="image", disable=not progress)
-    try:
-        for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            x = torch.stack([loaded.preprocess(image) for _, image in chunk]).to(device)
-            classes, scores = _predict(loaded.model, x, target_index)
-            maps = {name: explainer(x, target_index) for name, explainer in explainers.items()}
-            for i, (path, image) in enumerate(chunk):
-                folder = out / stems[start + i]
-                name = loaded.class_names[classes[i]]
-                overlays = _write_maps(
-                    folder, image, {m: batch_maps[i] for m, batch_maps in maps.items()}, loaded
-                )
-                report.records += [
-                    {
-                        "image": str(path),
-                        "method": method,
-                        "target": classes[i],
-                        "target_name": name,
-                        "score": round(scores[i], 6),
-                        "map": str(folder / f"{method}.npy"),
-                        "overlay": str(folder / f"{method}.png"),
-                        "parameters": explainers[method].parameters(),
-                    }
-                    for method in maps
-                ]
-                if len(summary_rows) < SUMMARY_ROWS:
-                    summary_rows.append((image, overlays, f"{path.name}\n{name} {scores[i]:.2f}"))
-            bar.update(len(chunk))
-    finally:
-        bar.close()
+    workers = min(2, os.cpu_count() or 1) if len(paths) > batch_size else 0
+    loader = DataLoader(
+        ImageFiles(paths, loaded.preprocess), batch_size, num_workers=workers, collate_fn=list
+    )
+    report = ExplainReport()
+    records: dict[int, list[dict]] = {}
+    summary: dict[int, tuple[Image.Image, list[Image.Image], str]] = {}
+    writes: list[tuple[int, str, Future]] = []
+    bar = tqdm(total=len(paths), desc="explaining", unit="image", disable=not progress)
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        try:
+            for items in loader:
+                report.skipped += [(paths[index], reason) for index, _, _, reason in items if reason]
+                batch = [item for item in items if item[3] is None]
+                bar.update(len(items) - len(batch))
+                if not batch:
+                    continue
+                x = torch.stack([tensor for _, tensor, _, _ in batch]).to(device)
+                classes, scores = _predict(loaded.model, x, target_index)
+                maps = {name: explainer(x, target_index).cpu() for name, explainer in explainers.items()}
+                for i, (index, _, pixels, _) in enumerate(batch):
+                    folder = out / stems[index]
+                    name = loaded.class_names[classes[i]]
+                    keep = index < SUMMARY_ROWS
+                    future = writer.submit(
+                        _write_maps,
+                        folder,
+                        pixels,
+                        {m: batch_maps[i] for m, batch_maps in maps.items()},
+                        loaded,
+                        keep,
+                    )
+                    writes.append((index, f"{paths[index].name}\n{name} {scores[i]:.2f}", future))
+                    records[index] = [
+                        {
+                            "image": str(paths[index]),
+                            "method": method,
+                            "target": classes[i],
+                            "target_name": name,
+                            "score": round(scores[i], 6),
+                            "map": str(folder / f"{method}.npy"),
+                            "overlay": str(folder / f"{method}.png"),
+                            "parameters": explainers[method].parameters(),
+                        }
+                        for method in maps
+                    ]
+                bar.update(len(batch))
+            for index, title, future in writes:
+                kept = future.result()
+                if kept is not None:
+                    summary[index] = (*kept, title)
+        finally:
+            bar.close()
+    if not records:
+        raise SalmapError("none of the images could be read")
+    report.records = [record for index in sorted(records) for record in records[index]]
+    summary_rows = [summary[index] for index in sorted(summary)][:SUMMARY_ROWS]
     out.mkdir(parents=True, exist_ok=True)
     report.summary = out / "summary.png"
     pictures, cells, titles = zip(*summary_rows, strict=True)
@@ -190,7 +227,7 @@ def explain_files(
     document = {
         "model": loaded.name,
         "versions": package_versions(),
-        "skipped": [{"image": str(p), "reason": reason} for p, reason in skipped],
+        "skipped": [{"image": str(p), "reason": reason} for p, reason in report.skipped],
         "records": report.records,
     }
     _write_atomic(report.results, lambda p: p.write_text(json.dumps(document, indent=2, default=str)))

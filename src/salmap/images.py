@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,14 @@ def map_to_image(
     return full[0, 0].clamp(0, 1).cpu().numpy().astype(np.float32)
 
 
+@cache
+def _colour_table(colormap: str) -> np.ndarray:
+    """The colour map sampled at 256 levels, (256, 3) float32 in [0, 1]."""
+    from matplotlib import colormaps
+
+    return colormaps[colormap](np.linspace(0.0, 1.0, 256))[:, :3].astype(np.float32)
+
+
 def overlay(
     image: Image.Image,
     saliency: np.ndarray,
@@ -90,16 +99,16 @@ def overlay(
     """The image with its map (same size) blended on top: each pixel takes
     (1 - a) * image + a * colour(v), with v the map divided by its `clip_percentile` percentile
     (so a few extreme gradient pixels do not hide the rest), clipped to [0, 1], and a = alpha * v,
-    in a perceptually uniform colour map."""
-    from matplotlib import colormaps
-
+    in a perceptually uniform colour map (256 levels)."""
     if saliency.shape != (image.height, image.width):
         raise SalmapError(
             f"map of shape {saliency.shape} does not match the image {image.height}x{image.width}"
         )
     top = float(np.percentile(saliency, clip_percentile))
-    values = np.clip(saliency / top, 0, 1) if top > 0 else np.zeros_like(saliency)
-    colours = colormaps[colormap](values)[..., :3]
+    values = (
+        np.clip(saliency / top, 0, 1).astype(np.float32) if top > 0 else np.zeros(saliency.shape, np.float32)
+    )
+    colours = _colour_table(colormap)[np.rint(values * 255).astype(np.uint8)]
     weight = (alpha * values)[..., None]
-    blended = (1 - weight) * np.asarray(image, dtype=np.float64) / 255.0 + weight * colours
+    blended = (1 - weight) * (np.asarray(image, dtype=np.float32) / 255.0) + weight * colours
     return Image.fromarray(np.clip(blended * 255.0 + 0.5, 0, 255).astype(np.uint8))
