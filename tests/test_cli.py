@@ -223,3 +223,18 @@ def test_casm_needs_a_checkpoint_for_other_models(photos: Path, tmp_path: Path, 
         capsys, "explain", str(photos / "coffee.jpg"), "--method", "casm", "--out", str(tmp_path / "o")
     )
     assert_one_line_error(code, err, "needs a trained checkpoint")
+
+
+def test_a_directory_larger_than_a_batch_goes_through_loader_workers(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(5):
+        Image.fromarray(np.ascontiguousarray(data.coffee()[:, i * 20 :])).save(folder / f"cup_{i}.png")
+    (folder / "cup_9.png").write_text("broken")
+    code, _, err = run_cli(
+        capsys, "explain", str(folder), "--method", "cam", "--batch-size", "2", "--out", str(tmp_path / "o")
+    )
+    assert code == 0 and "cup_9.png" in err
+    records = json.loads((tmp_path / "o" / "results.json").read_text())["records"]
+    assert [Path(r["image"]).stem for r in records] == [f"cup_{i}" for i in range(5)]
+    assert all((tmp_path / "o" / f"cup_{i}" / "cam.npy").exists() for i in range(5))
