@@ -7,6 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from salmap.models import LoadedModel
+from salmap.models.transforms import classifier_transform
+
 
 class TinyGapNet(nn.Module):
     """conv - functional relu - conv - ReLU (module, in-place) - GAP - linear: CAM applies."""
@@ -44,3 +47,20 @@ def tiny_net() -> TinyGapNet:
 def images() -> torch.Tensor:
     torch.manual_seed(1)
     return torch.randn(4, 3, 16, 16)
+
+
+def tiny_loaded(model: nn.Module) -> LoadedModel:
+    """The tiny CNN as `salmap.models.load` would return it: 16 px input, five named classes."""
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return LoadedModel(
+        name="tiny",
+        model=model.eval(),
+        preprocess=classifier_transform(None, (16, 16), mean, std),
+        input_size=(16, 16),
+        class_names=["ant", "bee", "cat", "dog", "eel"],
+        target_layer="conv2",
+        mean=mean,
+        std=std,
+    )

@@ -5,14 +5,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_loaded
 from PIL import Image
-from torch import nn
 
 from salmap.attack import attack_maps, attack_report, focus_weights, pgd, random_map
 from salmap.cli import main
 from salmap.errors import SalmapError
-from salmap.models import LoadedModel
-from salmap.models.transforms import classifier_transform
 
 PLAIN = {"mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
 
@@ -149,23 +147,6 @@ def test_bad_arguments_raise_salmap_errors(model, x):
         pgd(model, x, target=7, **PLAIN)
     with pytest.raises(SalmapError, match="unknown attack method"):
         attack_maps(model, x, "lime")
-
-
-def tiny_loaded(model: nn.Module) -> LoadedModel:
-    """The tiny CNN as `salmap.models.load` would return it: 16 px input, five named classes."""
-    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    return LoadedModel(
-        name="tiny",
-        model=model.eval(),
-        preprocess=classifier_transform(None, (16, 16), mean, std),
-        input_size=(16, 16),
-        class_names=["ant", "bee", "cat", "dog", "eel"],
-        target_layer="conv2",
-        mean=mean,
-        std=std,
-    )
 
 
 @pytest.fixture

@@ -2,12 +2,11 @@
 
 import pytest
 import torch
+from conftest import tiny_loaded
 from torch import nn
 
 from salmap.cli import main
 from salmap.errors import SalmapError
-from salmap.models import LoadedModel
-from salmap.models.transforms import classifier_transform
 from salmap.visualize import visualize_class
 
 GREY = {"input_size": (16, 16), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25), "progress": False}
@@ -58,23 +57,6 @@ def test_bad_arguments_raise_salmap_errors(tiny_net):
         visualize_class(model, 1, steps=0, **GREY)
     with pytest.raises(SalmapError, match="eval mode"):
         visualize_class(tiny_net.train(), 1, steps=2, **GREY)
-
-
-def tiny_loaded(model: nn.Module) -> LoadedModel:
-    """The tiny CNN as `salmap.models.load` would return it: 16 px input, five named classes."""
-    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    return LoadedModel(
-        name="tiny",
-        model=model.eval(),
-        preprocess=classifier_transform(None, (16, 16), mean, std),
-        input_size=(16, 16),
-        class_names=["ant", "bee", "cat", "dog", "eel"],
-        target_layer="conv2",
-        mean=mean,
-        std=std,
-    )
 
 
 @pytest.fixture
