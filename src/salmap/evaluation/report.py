@@ -46,8 +46,8 @@ COLUMNS = {
         ("random_masked_out", "random mask, masked-out top-1"),
     ],
     "sanity": [
-        ("sanity_spearman_abs", "Spearman |map|, all blocks random"),
-        ("sanity_ssim", "SSIM, all blocks random"),
+        ("sanity_spearman_abs", "Spearman of abs(map), all blocks random ↓"),
+        ("sanity_ssim", "SSIM, all blocks random ↓"),
     ],
 }
 PERCENT = {
