@@ -28,6 +28,7 @@ def test_adapters_expose_stem_and_stages_with_the_same_logits(make, stem, stages
     features = staged(x, features=True)
     torch.testing.assert_close(features.logits, model(x))
     assert staged.channels() == (stem, stages)
+    assert not any(module.training for module in model.modules()), "the probe pass left train mode on"
     mask = build_mapper(staged, width=8)(x, features)
     assert mask.shape == (2, 64, 64) and float(mask.detach().min()) >= 0 and float(mask.detach().max()) <= 1
 

@@ -67,13 +67,14 @@ class StagedClassifier(nn.Module):
     @torch.no_grad()
     def channels(self, size: int = 64) -> tuple[int, list[int]]:
         """Channels of the stem and of each stage, from a probe pass in eval mode."""
-        training = self.training
+        modes = [(module, module.training) for module in self.modules()]
         self.eval()
         try:
             probe = next(self.parameters()).new_zeros(1, self.in_channels, size, size)
             out = self.features(probe)
         finally:
-            self.train(training)
+            for module, training in modes:
+                module.training = training
         return out.stem.shape[1], [s.shape[1] for s in out.stages]
 
 
