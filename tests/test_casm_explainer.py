@@ -7,6 +7,7 @@ import torchvision
 
 from salmap.casm import CASM, Baseline, CASMConfig, adapt, build_mapper, train_casm
 from salmap.casm.adapters import backbone_spec, build_backbone
+from salmap.casm.mapper import Decoder
 from salmap.errors import SalmapError
 from salmap.models.digits import DigitsCNN
 
@@ -89,3 +90,27 @@ def test_baseline_needs_a_thinning_f_checkpoint(trained):
     assert baseline.mapper.encoder is not None  # trained with a separate encoder
     with pytest.raises(SalmapError, match="thinning L"):
         Baseline.from_checkpoint(trained["L"])
+
+
+def test_decoder_equals_concatenate_then_convolve():
+    torch.manual_seed(0)
+    decoder = Decoder(stem_channels=5, stage_channels=[6, 7, 8], width=4)
+    for module in decoder.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    decoder.eval()
+    stem = torch.randn(2, 5, 20, 24, requires_grad=True)
+    stages = [torch.randn(2, c, s, s + 1) for c, s in ((6, 10), (7, 5), (8, 3))]
+    fast = decoder(stem, stages, (40, 48))
+    parts = [stem] + [
+        torch.nn.functional.interpolate(lateral(f), size=(20, 24), mode="bilinear", align_corners=False)
+        for lateral, f in zip(decoder.lateral, stages, strict=True)
+    ]
+    plain = torch.nn.functional.interpolate(
+        torch.sigmoid(decoder.out(torch.cat(parts, dim=1))), size=(40, 48), mode="bilinear"
+    ).squeeze(1)
+    torch.testing.assert_close(fast, plain, atol=1e-6, rtol=1e-5)
+    (fast_grad,) = torch.autograd.grad(fast.square().sum(), decoder.out.weight)
+    (plain_grad,) = torch.autograd.grad(plain.square().sum(), decoder.out.weight)
+    torch.testing.assert_close(fast_grad, plain_grad, atol=1e-5, rtol=1e-4)

@@ -5,6 +5,12 @@ channels + BatchNorm + ReLU, upsampled (bilinear) to the stem's resolution; thes
 concatenated with the stem features; a 3x3 convolution to one channel and a sigmoid give the
 mask, which is upsampled (bilinear) to the input size.
 
+The 3x3 convolution is linear and mixes channels only, and bilinear upsampling acts on each
+channel alone, so the two commute: each stage's features are first reduced to the 9 taps of
+the convolution at their own resolution, those 9 channels are upsampled (instead of `width`),
+summed over stages, and a fixed kernel adds each tap at its offset. The result equals the
+concatenate-then-convolve form without building the wide tensor at the stem's resolution.
+
 The encoder is the classifier's own features, detached before the decoder (`share_encoder=True`,
 the paper's choice), or a separate copy of the backbone trained with the mapper
 (`share_encoder=False`, the ablation of the paper's Table 2).
@@ -32,16 +38,25 @@ class Decoder(nn.Module):
             for c in stage_channels
         )
         self.out = nn.Conv2d(stem_channels + width * len(stage_channels), 1, 3, padding=1)
+        self.stem_channels = stem_channels
+        self.width = width
 
     def forward(
         self, stem: torch.Tensor, stages: Sequence[torch.Tensor], size: tuple[int, int]
     ) -> torch.Tensor:
         """The mask `(B, H, W)` in [0, 1] at `size` = the input's (H, W)."""
         grid = stem.shape[-2:]
-        parts = [stem]
-        for lateral, features in zip(self.lateral, stages, strict=True):
-            parts.append(F.interpolate(lateral(features), size=grid, mode="bilinear", align_corners=False))
-        mask = torch.sigmoid(self.out(torch.cat(parts, dim=1)))
+        stem_weight, *stage_weights = self.out.weight.split(
+            [self.stem_channels] + [self.width] * len(self.lateral), dim=1
+        )
+        taps = None
+        for lateral, features, weight in zip(self.lateral, stages, stage_weights, strict=True):
+            per_tap = F.conv2d(lateral(features), weight[0].permute(1, 2, 0).reshape(9, self.width, 1, 1))
+            upsampled = F.interpolate(per_tap, size=grid, mode="bilinear", align_corners=False)
+            taps = upsampled if taps is None else taps + upsampled
+        offsets = torch.eye(9, dtype=taps.dtype, device=taps.device).view(1, 9, 3, 3)
+        logits = F.conv2d(stem, stem_weight, self.out.bias, padding=1) + F.conv2d(taps, offsets, padding=1)
+        mask = torch.sigmoid(logits)
         return F.interpolate(mask, size=size, mode="bilinear", align_corners=False).squeeze(1)
 
 
