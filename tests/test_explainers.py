@@ -194,6 +194,36 @@ def test_guided_backprop_differs_from_gradient_and_mode_is_left(tiny_net, images
     torch.testing.assert_close(Gradient(tiny_net)(images, normalize=False), plain)
 
 
+class RectifierNet(nn.Module):
+    """Two conv layers whose rectifiers are modules, functions, or one of each."""
+
+    def __init__(self, first: str, second: str) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1, self.conv2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 5)
+        self.relu = nn.ReLU(inplace=True)
+        self.relu6 = nn.ReLU6()
+        self.first, self.second = first, second
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(x)
+        h = self.relu(h) if self.first == "module" else F.relu(h)
+        h = self.conv2(h) * 4
+        h = self.relu6(h) if self.second == "module" else F.relu6(h)
+        return self.fc(h.mean((2, 3)))
+
+
+@pytest.mark.parametrize(("first", "second"), [("module", "module"), ("module", "function")])
+def test_guided_backprop_by_module_hooks_equals_the_function_mode(first, second, images) -> None:
+    functional = RectifierNet("function", "function").eval()
+    expected = GuidedBackprop(functional)(images, normalize=False)
+    explainer = GuidedBackprop(RectifierNet(first, second).eval())
+    torch.testing.assert_close(explainer(images, normalize=False), expected)
+    assert explainer.functional_rectifiers == (second == "function")
+    assert not torch.allclose(Gradient(functional)(images, normalize=False), expected)
+
+
 class FrozenWrapper(nn.Module):
     def __init__(self, net: nn.Module, kind: str) -> None:
         super().__init__()

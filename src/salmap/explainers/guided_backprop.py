@@ -1,12 +1,20 @@
-"""Guided backpropagation (Springenberg et al. 2014, "Striving for simplicity")."""
+"""Guided backpropagation (Springenberg et al. 2014, "Striving for simplicity").
+
+Rectifier modules (`nn.ReLU`, `nn.ReLU6`, `nn.Hardtanh(0, max)`) get a forward hook that makes
+their backward guided. Models that also apply rectifiers as functions (`F.relu`, `x.relu()`)
+run under `GuidedRectifiers`, a function mode that sees every call; one probe pass on the first
+batch decides which of the two a model needs, since the mode costs a little on every operation.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from salmap.errors import SalmapError
@@ -68,15 +76,77 @@ class GuidedRectifiers(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+def _is_rectifier(module: nn.Module) -> bool:
+    return isinstance(module, nn.ReLU) or (isinstance(module, nn.Hardtanh) and module.min_val == 0.0)
+
+
+class _FunctionalRectifierProbe(TorchFunctionMode):
+    """Records whether a rectifier function runs while no rectifier module is running."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0
+        self.found = False
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if self.depth == 0 and func in GuidedRectifiers.REPLACEMENTS:
+            self.found = True
+        return func(*args, **(kwargs or {}))
+
+    def enter_module(self, *_: Any) -> None:
+        self.depth += 1
+
+    def leave_module(self, *_: Any) -> None:
+        self.depth -= 1
+
+
+def has_functional_rectifiers(model: nn.Module, x: torch.Tensor) -> bool:
+    """Whether `model` applies ReLU or ReLU6 outside rectifier modules (one forward pass on `x`)."""
+    probe = _FunctionalRectifierProbe()
+    handles = []
+    for module in model.modules():
+        if _is_rectifier(module):
+            handles.append(module.register_forward_pre_hook(probe.enter_module))
+            handles.append(module.register_forward_hook(probe.leave_module))
+    try:
+        with torch.no_grad(), probe:
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return probe.found
+
+
+@contextmanager
+def guided_rectifier_modules(model: nn.Module) -> Iterator[None]:
+    """Inside this context every rectifier module of `model` backpropagates the guided way."""
+    handles = [
+        module.register_forward_hook(lambda _m, _i, output: _PositiveGradient.apply(output))
+        for module in model.modules()
+        if _is_rectifier(module)
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 class GuidedBackprop(Explainer):
     """map = max over colour channels of |guided gradient|: the gradient of the class score
     where every ReLU passes back only positive gradients at positive inputs (Springenberg 2014)."""
 
     name = "guided_backprop"
 
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model)
+        self.functional_rectifiers: bool | None = None
+
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         if isinstance(self.model, torch.jit.ScriptModule):
             raise SalmapError("guided backprop cannot reach the ReLUs inside a TorchScript model")
-        with GuidedRectifiers():
+        if self.functional_rectifiers is None:
+            self.functional_rectifiers = has_functional_rectifiers(self.model, x[:1])
+        with GuidedRectifiers() if self.functional_rectifiers else guided_rectifier_modules(self.model):
             grad = input_gradient(self.model, x, target)
         return grad.abs().amax(dim=1)
