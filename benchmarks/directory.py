@@ -1,10 +1,11 @@
 """Explaining a directory of photos: images per second of `explain` against the pure compute
 rate of the same method on the same, already decoded, images (one process).
 
-    python benchmarks/directory.py [--images 200] [--method gradcam] [--batch-size 8]
+    python benchmarks/directory.py [--images 200] [--method gradcam] [--batch-size 8] [--device cpu]
 
 The photos are crops and mirror images of the pictures that ship with scikit-image and
-scikit-learn, written as JPEG files to a temporary folder. Writes benchmarks/results/directory-cpu.json.
+scikit-learn, written as JPEG files to a temporary folder. Writes
+benchmarks/results/directory-<device>.json.
 """
 
 from __future__ import annotations
@@ -53,17 +54,23 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--method", default="gradcam")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
-    loaded = salmap.models.load()
+    device = torch.device(args.device)
+    loaded = salmap.models.load(device=args.device)
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "in").mkdir()
         paths = write_photos(Path(folder) / "in", args.images)
-        images = torch.stack([loaded.preprocess(salmap.load_image(p)) for p in paths])
+        images = torch.stack([loaded.preprocess(salmap.load_image(p)) for p in paths]).to(device)
         explainer = salmap.make_explainer(args.method, loaded.model, loaded.target_layer)
         explainer(images[: args.batch_size])
+        synchronize = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+        synchronize()
         started = time.perf_counter()
         for start in range(0, len(images), args.batch_size):
             explainer(images[start : start + args.batch_size])
+        synchronize()
         compute = len(images) / (time.perf_counter() - started)
         started = time.perf_counter()
         explain_files(
@@ -79,12 +86,14 @@ def main() -> None:
         "images": args.images,
         "method": args.method,
         "batch_size": args.batch_size,
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(),
         "compute_images_per_s": compute,
         "explain_images_per_s": files,
         "ratio": compute / files,
     }
-    out = Path(__file__).parent / "results" / "directory-cpu.json"
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"directory-{device.type}.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"pure compute {compute:.2f} images/s, explain {files:.2f} images/s, ratio {compute / files:.2f}")
 

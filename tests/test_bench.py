@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from salmap.bench import measure, peak_memory
+from salmap.bench import measure, peak_memory, working
 from salmap.cli import main
 
 
@@ -30,3 +30,11 @@ def test_bad_arguments_exit_2(capsys) -> None:
     assert "unknown model" in capsys.readouterr().err
     assert main(["bench", "--batches", "one"]) == 2
     assert "--batches" in capsys.readouterr().err
+
+
+def test_a_failing_peer_is_left_out(capsys) -> None:
+    def fails() -> None:
+        raise TypeError("Got unsupported ScalarType BFloat16")
+
+    assert set(working({"fine": lambda: 1, "broken": fails})) == {"fine"}
+    assert "broken fails here" in capsys.readouterr().out

@@ -4,6 +4,7 @@ measured in one process so that the ratios hold on a noisy machine (`salmap benc
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import platform
@@ -19,6 +20,9 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from salmap.casm import CASM
+from salmap.casm.adapters import adapt
+from salmap.casm.mapper import build_mapper
 from salmap.explainers import CAM, CAMERAS, GradCAM, Gradient, GuidedBackprop, SmoothGrad
 from salmap.explainers.layers import resolve_layer
 from salmap.models import load
@@ -93,6 +97,20 @@ def peak_memory(call: Call, device: torch.device) -> int:
     with PeakMemory(device) as memory:
         call()
     return memory.peak
+
+
+def working(calls: dict[str, Call]) -> dict[str, Call]:
+    """The calls that run: a peer that fails on these inputs (pytorch-grad-cam under bf16
+    autocast, say) is named on stdout and left out of the comparison."""
+    kept = {}
+    for name, call in calls.items():
+        try:
+            call()
+        except (RuntimeError, TypeError, ValueError) as error:
+            print(f"{name} fails here and is left out: {type(error).__name__}: {error}", flush=True)
+        else:
+            kept[name] = call
+    return kept
 
 
 def gradient_floor(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> Call:
@@ -244,6 +262,7 @@ def bench_model(
         "cam": CAM(model, layer_name),
         "gradcam": GradCAM(model, layer_name),
         "cameras": CAMERAS(model, layer_name),
+        "casm": untrained_casm(model),
     }
     peer_model = copy.deepcopy(model).requires_grad_(True)  # pytorch-grad-cam needs trainable weights
     peer_layer = dict(peer_model.named_modules())[layer_name]
@@ -260,6 +279,7 @@ def bench_model(
         "cam": [forward_floor(model, x)],
         "gradcam": [layer_floor(model, layer, x, target)],
         "cameras": [layer_floor(model, layer, xs, target) for xs in sized],
+        "casm": [forward_floor(model, x)],
     }
     rows = []
     context = (
@@ -270,7 +290,7 @@ def bench_model(
     with context:
         for method in methods:
             unique = {id(call): call for call in floors[method]}
-            peers = peer_calls(method, peer_model, peer_layer, x, target, samples)
+            peers = working(peer_calls(method, peer_model, peer_layer, x, target, samples))
             if method == "cameras":
                 peers["one image at a time"] = lambda: [
                     cameras(x[i : i + 1], target[i : i + 1]) for i in range(batch)
@@ -310,6 +330,44 @@ def bench_model(
     return rows
 
 
+def untrained_casm(model: nn.Module) -> CASM:
+    """CASM over `model` with a freshly initialised decoder: the same arithmetic as a trained one."""
+    parameter = next(model.parameters())
+    mapper = build_mapper(adapt(model)).to(parameter.device).eval().requires_grad_(False)
+    return CASM(model, mapper)
+
+
+@dataclass
+class MemoryRow:
+    model: str
+    device: str
+    batch: int
+    samples: int
+    ms_per_image: float
+    peak_mb: float
+
+
+def smoothgrad_memory(
+    name: str, model: nn.Module, device: torch.device, batch: int, samples: list[int]
+) -> list[MemoryRow]:
+    """SmoothGrad's time and peak memory for each number of noisy copies: flat in n when the
+    copies run in bounded chunks."""
+    torch.manual_seed(0)
+    x = torch.randn(batch, 3, 224, 224, device=device)
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    rows = []
+    for n in samples:
+        explainer = SmoothGrad(Gradient(model), n=n, batch_size=32)
+        call = functools.partial(explainer, x, target)
+        seconds = measure({"ours": call}, device, repeats=1)["ours"]
+        rows.append(
+            MemoryRow(name, device.type, batch, n, 1000 * seconds / batch, peak_memory(call, device) / 2**20)
+        )
+        print(f"{name} b{batch} smoothgrad n={n}: peak {rows[-1].peak_mb:.0f} MB", flush=True)
+    return rows
+
+
 def machine() -> dict[str, str]:
     """What the numbers were measured on."""
     info = {
@@ -332,6 +390,18 @@ def benchmark_models(device: torch.device) -> dict[str, tuple[nn.Module, str]]:
     return {"resnet50": (resnet, "layer4"), "efficientnet_lite0": (lite.model, lite.target_layer)}
 
 
+def memory_markdown(rows: list[MemoryRow]) -> str:
+    lines = [
+        "| model | device | batch | SmoothGrad n | ms / image | peak MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.model} | {r.device} | {r.batch} | {r.samples} | {r.ms_per_image:.1f} | {r.peak_mb:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def markdown(rows: list[Row]) -> str:
     lines = [
         "| model | device | autocast | batch | method | ms / image | floor ms / image | x floor | peak MB "
@@ -342,7 +412,7 @@ def markdown(rows: list[Row]) -> str:
         lines.append(
             f"| {r.model} | {r.device} | {r.autocast} | {r.batch} | {r.method} | {r.ms_per_image:.1f} | "
             f"{r.floor_ms_per_image:.1f} | {r.floor_ratio:.2f} | {r.peak_mb:.0f} | {r.best_peer} | "
-            f"{r.peer_ms_per_image:.1f} | {r.peer_ratio:.2f} |"
+            + ("- | - |" if r.best_peer == "-" else f"{r.peer_ms_per_image:.1f} | {r.peer_ratio:.2f} |")
         )
     return "\n".join(lines)
 
@@ -355,24 +425,37 @@ def run_benchmark(
     device_name: str = "cpu",
     repeats: int = 3,
     samples: int = 10,
-) -> list[Row]:
-    """Measure every (model, batch, method) and write `out/speed-<device>.json` and `.md`."""
+    memory_samples: tuple[int, ...] = (10, 50, 200),
+) -> tuple[list[Row], list[MemoryRow]]:
+    """Measure every (model, batch, method), then SmoothGrad's peak memory for each of
+    `memory_samples` at the smallest batch; `out/speed-<device>.json` and `.md` are rewritten after
+    every step, so an interrupted run keeps what it measured."""
     device = torch.device(device_name)
     available = benchmark_models(device)
     autocasts = ["none", "bf16"] if device.type == "cuda" else ["none"]
     rows: list[Row] = []
+    memory: list[MemoryRow] = []
+    out.mkdir(parents=True, exist_ok=True)
+
+    def write() -> None:
+        document = {
+            "machine": machine(),
+            "samples": samples,
+            "repeats": repeats,
+            "rows": [asdict(r) for r in rows],
+            "smoothgrad_memory": [asdict(r) for r in memory],
+        }
+        (out / f"speed-{device.type}.json").write_text(json.dumps(document, indent=2))
+        (out / f"speed-{device.type}.md").write_text(markdown(rows) + "\n\n" + memory_markdown(memory) + "\n")
+
     for name in models:
         model, layer = available[name]
         for autocast in autocasts:
             for batch in batches:
                 rows += bench_model(name, model, layer, device, batch, methods, repeats, samples, autocast)
-    out.mkdir(parents=True, exist_ok=True)
-    document = {
-        "machine": machine(),
-        "samples": samples,
-        "repeats": repeats,
-        "rows": [asdict(r) for r in rows],
-    }
-    (out / f"speed-{device.type}.json").write_text(json.dumps(document, indent=2))
-    (out / f"speed-{device.type}.md").write_text(markdown(rows) + "\n")
-    return rows
+                write()
+    for name in models:
+        if memory_samples:
+            memory += smoothgrad_memory(name, available[name][0], device, min(batches), list(memory_samples))
+            write()
+    return rows, memory

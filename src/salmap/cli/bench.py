@@ -10,7 +10,7 @@ from salmap.errors import SalmapError
 from .common import check_device
 
 MODELS = ("resnet50", "efficientnet_lite0")
-METHODS = ("gradient", "guided_backprop", "smoothgrad", "cam", "gradcam", "cameras")
+METHODS = ("gradient", "guided_backprop", "smoothgrad", "cam", "gradcam", "cameras", "casm")
 
 
 def _names(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -19,6 +19,13 @@ def _names(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
     if unknown or not names:
         raise SalmapError(f"unknown {what} {', '.join(unknown) or text!r}; choose from {', '.join(allowed)}")
     return names
+
+
+def _integers(text: str, option: str) -> list[int]:
+    try:
+        return [int(value) for value in text.split(",")]
+    except ValueError:
+        raise SalmapError(f"{option} must be comma-separated integers, got {text!r}") from None
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,20 +42,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (median)")
     parser.add_argument("--samples", type=int, default=10, help="SmoothGrad's noisy copies (default: 10)")
+    parser.add_argument(
+        "--memory-samples",
+        default="10,50,200",
+        help="SmoothGrad copies for the peak-memory table ('' to skip; default: 10,50,200)",
+    )
     parser.add_argument("--out", default="benchmarks/results", help="output directory")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from salmap.bench import markdown, run_benchmark
+    from salmap.bench import markdown, memory_markdown, run_benchmark
 
-    try:
-        batches = [int(b) for b in args.batches.split(",")]
-    except ValueError:
-        raise SalmapError(f"--batches must be integers, got {args.batches!r}") from None
-    if min(batches) < 1 or args.repeats < 1 or args.samples < 1:
-        raise SalmapError("batch sizes, --repeats and --samples must be >= 1")
-    rows = run_benchmark(
+    batches = _integers(args.batches, "--batches")
+    memory_samples = _integers(args.memory_samples, "--memory-samples") if args.memory_samples else []
+    if not batches or min(batches + memory_samples) < 1 or args.repeats < 1 or args.samples < 1:
+        raise SalmapError("batch sizes, --memory-samples, --repeats and --samples must be >= 1")
+    rows, memory = run_benchmark(
         Path(args.out),
         _names(args.models, MODELS, "model"),
         batches,
@@ -56,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
         check_device(args.device),
         args.repeats,
         args.samples,
+        tuple(memory_samples),
     )
     print(markdown(rows))
+    if memory:
+        print(memory_markdown(memory))
     return 0
