@@ -12,6 +12,7 @@ from conftest import TinyGapNet
 from torch import nn
 
 from salmap import CAM, CAMERAS, GradCAM, Gradient, GuidedBackprop, SalmapError, SmoothGrad
+from salmap.explainers.gradcam import layer_activations_and_gradients
 from salmap.explainers.guided_backprop import GuidedRectifiers
 
 
@@ -110,6 +111,21 @@ def test_cameras_with_one_size_is_activation_times_gradient(tiny_net: TinyGapNet
     expected = F.relu((up(a) * up(g)).sum(1))
     got = CAMERAS(tiny_net, layer="relu2", sizes=[16])(images, target=3, normalize=False)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("channel_chunk", [None, 3])
+def test_cameras_equals_the_mean_of_upsampled_activations_times_gradients(channel_chunk, tiny_net, images):
+    sizes = [(16, 16), (24, 24), (40, 40)]
+    sum_a, sum_g = 0, 0
+    for s in sizes:
+        a, g, _ = layer_activations_and_gradients(
+            tiny_net, tiny_net.relu2, F.interpolate(images, size=s, mode="bilinear"), torch.full((4,), 3)
+        )
+        sum_a = sum_a + F.interpolate(a, size=(16, 16), mode="bilinear")
+        sum_g = sum_g + F.interpolate(g, size=(16, 16), mode="bilinear")
+    expected = F.relu((sum_a / 3 * sum_g / 3).sum(1))
+    explainer = CAMERAS(tiny_net, layer="relu2", sizes=[16, 24, 40], channel_chunk=channel_chunk)
+    torch.testing.assert_close(explainer(images, target=3, normalize=False), expected, rtol=1e-4, atol=1e-6)
 
 
 class ScaleSensitiveNet(nn.Module):

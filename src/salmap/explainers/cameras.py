@@ -28,14 +28,20 @@ def _interpolation_matrix(source: int, target: int, like: torch.Tensor) -> torch
     return F.interpolate(eye, size=target, mode="linear", align_corners=False)[0].T
 
 
-def _upsampled_sum(parts: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-    """sum_s upsample(parts[s]) to `size` (bilinear), as two matrix products: each part is
-    interpolated along the width, the parts are stacked along the height, and one product with
-    the stacked height matrices interpolates and sums them at once."""
-    height, width = size
-    widened = [part @ _interpolation_matrix(part.shape[-1], width, part).T for part in parts]
-    rows = torch.cat([_interpolation_matrix(part.shape[-2], height, part) for part in parts], dim=1)
-    return rows @ torch.cat(widened, dim=-2)
+class _UpsampledSum:
+    """sum_s upsample(parts[s]) to `size` (bilinear) for parts of fixed spatial shapes, as two
+    matrix products: each part is interpolated along the width, the parts are stacked along the
+    height, and one product with the stacked height matrices interpolates and sums them at once.
+    The interpolation matrices are built once and reused for every channel chunk."""
+
+    def __init__(self, shapes: list[tuple[int, int]], size: tuple[int, int], like: torch.Tensor) -> None:
+        height, width = size
+        self.widths = [_interpolation_matrix(w, width, like).T for _, w in shapes]
+        self.rows = torch.cat([_interpolation_matrix(h, height, like) for h, _ in shapes], dim=1)
+
+    def __call__(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        widened = [part @ width for part, width in zip(parts, self.widths, strict=True)]
+        return self.rows @ torch.cat(widened, dim=-2)
 
 
 class CAMERAS(LayerExplainer):
@@ -48,7 +54,8 @@ class CAMERAS(LayerExplainer):
     in the paper; 64..264 for a 64 input). When `target` is None a size is kept for an image
     only if the model's top-1 at that size equals its top-1 at the input size. Batched over
     images; the channel sum is done in chunks of `channel_chunk` channels so memory stays bounded
-    for deep layers.
+    for deep layers (None: 32 channels on the CPU, where small chunks stay in cache, and on a GPU
+    as many channels as fit 2^24 values of the upsampled maps, to keep the kernels few and large).
     """
 
     name = "cameras"
@@ -60,12 +67,12 @@ class CAMERAS(LayerExplainer):
         sizes: Sequence[int] | None = None,
         steps: int = 8,
         step_size: int | None = None,
-        channel_chunk: int = 64,
+        channel_chunk: int | None = None,
     ) -> None:
         super().__init__(model, layer)
         if sizes is not None and (len(sizes) == 0 or min(sizes) < 1):
             raise SalmapError("CAMERAS sizes must be a non-empty list of positive pixel sizes")
-        if steps < 1 or (step_size is not None and step_size < 0) or channel_chunk < 1:
+        if steps < 1 or (step_size is not None and step_size < 0) or (channel_chunk or 1) < 1:
             raise SalmapError("CAMERAS needs steps >= 1, step_size >= 0 and channel_chunk >= 1")
         self.sizes = list(sizes) if sizes is not None else None
         self.steps = steps
@@ -106,10 +113,14 @@ class CAMERAS(LayerExplainer):
         activations = [a * w.view(-1, 1, 1, 1) for a, w in zip(kept_activations, weight, strict=True)]
         gradients = [g * w.view(-1, 1, 1, 1) for g, w in zip(kept_gradients, weight, strict=True)]
         cam = torch.zeros((x.shape[0], *size), device=x.device, dtype=x.dtype)
-        for start in range(0, channels, self.channel_chunk):
-            part = slice(start, start + self.channel_chunk)
-            mean_a = _upsampled_sum([a[:, part] for a in activations], size)
-            mean_g = _upsampled_sum([g[:, part] for g in gradients], size)
+        upsampled_sum = _UpsampledSum([tuple(a.shape[-2:]) for a in activations], size, activations[0])
+        chunk = self.channel_chunk or (
+            max(1, 2**24 // (x.shape[0] * size[0] * size[1])) if x.device.type == "cuda" else 32
+        )
+        for start in range(0, channels, chunk):
+            part = slice(start, start + chunk)
+            mean_a = upsampled_sum([a[:, part] for a in activations])
+            mean_g = upsampled_sum([g[:, part] for g in gradients])
             cam += mean_a.mul_(mean_g).sum(dim=1)
         return F.relu(cam / count.view(-1, 1, 1) ** 2)
 
