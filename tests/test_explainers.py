@@ -355,3 +355,9 @@ def test_smoothgrad_memory_is_bounded_by_the_chunk_not_by_n(n: int, tiny_net, im
     SmoothGrad(Recording(tiny_net), n=n, batch_size=8)(images)
     assert sum(seen) == n * len(images)
     assert max(seen) <= 8  # the largest batch the model ever sees, whatever n is
+
+
+def test_cam_maps_are_ordinary_tensors(tiny_net, images) -> None:
+    raw = CAM(tiny_net)(images, normalize=False)
+    assert not raw.is_inference() and not raw.requires_grad
+    raw.div_(2)
