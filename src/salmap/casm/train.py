@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -45,6 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 from tqdm import tqdm
 
+from salmap import distributed
 from salmap.errors import SalmapError
 
 from . import checkpoint
@@ -176,22 +176,6 @@ def mask_loss(
     batch = labels.shape[0]
     loss = (term * correct).sum() / batch + area_weight * (area * fooled).sum() / batch
     return loss, correct, fooled
-
-
-def _distributed() -> tuple[int, int]:
-    """(rank, world size); joins the process group `torchrun` describes when not yet joined."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
 
 
 class CASMTrainer:
@@ -453,8 +437,8 @@ def _run(
     on_step: Any,
 ) -> TrainResult:
     config = config.check()
-    rank, world = _distributed()
-    device = _device()
+    device = distributed.device("cuda" if torch.cuda.is_available() else "cpu")
+    rank, world = distributed.join(device)
     torch.manual_seed(config.seed)
     if classifier is None:
         classifier, mean, std = initial_classifier(config)
