@@ -99,7 +99,7 @@ def test_imagenet_source_gives_boxes_in_crop_pixels(tmp_path: Path) -> None:
         "</object></annotation>"
     )
     loaded = salmap.models.load("efficientnet_lite0")
-    source = parse_source(f"imagenet:{tmp_path}", loaded, None, batch_size=2, workers=0)
+    source = parse_source(f"imagenet:{tmp_path}", loaded, None, workers=0)
     assert source.size == 1 and not source.has_objects
     (batch,) = list(source.batches(2, loaded))
     assert batch.labels.tolist() == [0] and batch.images.shape == (1, 3, 224, 224)

@@ -17,6 +17,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from salmap import distributed
 from salmap.errors import SalmapError
 from salmap.explainers import logits_of
 from salmap.figures import method_grid
@@ -25,6 +26,7 @@ from salmap.methods import make_explainer
 from salmap.models import LoadedModel
 
 SUMMARY_ROWS = 16
+SUMMARY_PIXELS = 440
 
 
 @dataclass
@@ -100,7 +102,8 @@ def _write_maps(
     folder: Path, pixels: np.ndarray, maps: dict[str, torch.Tensor], loaded: LoadedModel, keep: bool
 ) -> tuple[Image.Image, list[Image.Image]] | None:
     """Write `<method>.npy` (the map at the image's size) and `<method>.png` (the overlay) for
-    each method; return the image and its overlays when `keep` (for the summary figure)."""
+    each method; return the image and its overlays when `keep`, at most `SUMMARY_PIXELS` on a
+    side (for the summary figure, whose cells are smaller)."""
     folder.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(pixels)
     overlays = []
@@ -112,8 +115,36 @@ def _write_maps(
             folder / f"{method}.png", lambda p, im=picture: im.save(p, format="PNG", compress_level=1)
         )
         if keep:
+            picture.thumbnail((SUMMARY_PIXELS, SUMMARY_PIXELS))
             overlays.append(picture)
+    if keep:
+        image.thumbnail((SUMMARY_PIXELS, SUMMARY_PIXELS))
     return (image, overlays) if keep else None
+
+
+def _plan(
+    inputs: list[str | Path],
+    loaded: LoadedModel,
+    methods: list[str],
+    out: Path,
+    target: int | str | None,
+    overwrite: bool,
+) -> tuple[list[Path], list[str], int | None]:
+    """The images, their output folder names and the class index to explain; an error for a named
+    file that cannot be read or an output file that exists without `overwrite`."""
+    paths = find_images(list(inputs))
+    for path in {Path(p) for p in inputs if not Path(p).is_dir()}:
+        load_image(path)
+    target_index = None if target is None else loaded.class_index(target)
+    stems = _unique_stems(paths)
+    planned = [out / "summary.png", out / "results.json"]
+    planned += [
+        out / stem / f"{method}.{ext}" for stem in stems for method in methods for ext in ("png", "npy")
+    ]
+    existing = [p for p in planned if p.exists()]
+    if existing and not overwrite:
+        raise SalmapError(f"{existing[0]} exists; pass --overwrite to replace it")
+    return paths, stems, target_index
 
 
 def explain_files(
@@ -139,22 +170,17 @@ def explain_files(
     that cannot be read is an error. No existing file is replaced unless `overwrite` is set.
     Images are decoded by loader workers while the model runs, and files are written by a
     background thread, so neither waits for the other.
+
+    Under `torchrun` (a joined process group) rank r explains batches r, r + N, ... and writes
+    their files; rank 0 gathers the records and the summary rows and writes `summary.png` and
+    `results.json`, the same as one process would. The other ranks return their own records.
     """
     if batch_size < 1:
         raise SalmapError(f"batch size must be >= 1, got {batch_size}")
-    paths = find_images(list(inputs))
-    for path in {Path(p) for p in inputs if not Path(p).is_dir()}:
-        load_image(path)  # a named file that cannot be read is an error, before any work
-    target_index = None if target is None else loaded.class_index(target)
     out = Path(out)
-    stems = _unique_stems(paths)
-    planned = [out / "summary.png", out / "results.json"]
-    planned += [
-        out / stem / f"{method}.{ext}" for stem in stems for method in methods for ext in ("png", "npy")
-    ]
-    existing = [p for p in planned if p.exists()]
-    if existing and not overwrite:
-        raise SalmapError(f"{existing[0]} exists; pass --overwrite to replace it")
+    paths, stems, target_index = distributed.checked(
+        lambda: _plan(inputs, loaded, methods, out, target, overwrite)
+    )
     device = next(loaded.model.parameters()).device
     explainers = {
         name: make_explainer(
@@ -162,19 +188,25 @@ def explain_files(
         )
         for name in methods
     }
-    workers = min(2, os.cpu_count() or 1) if len(paths) > batch_size else 0
+    batches = [
+        range(start, min(start + batch_size, len(paths))) for start in range(0, len(paths), batch_size)
+    ]
+    mine = [batches[number] for number in distributed.shard(len(batches))]
+    count = sum(len(batch) for batch in mine)
+    workers = min(2, os.cpu_count() or 1) if count > batch_size else 0
     loader = DataLoader(
-        ImageFiles(paths, loaded.preprocess), batch_size, num_workers=workers, collate_fn=list
+        ImageFiles(paths, loaded.preprocess), batch_sampler=mine, num_workers=workers, collate_fn=list
     )
     report = ExplainReport()
     records: dict[int, list[dict]] = {}
+    skipped: dict[int, str] = {}
     summary: dict[int, tuple[Image.Image, list[Image.Image], str]] = {}
     writes: list[tuple[int, str, Future]] = []
-    bar = tqdm(total=len(paths), desc="explaining", unit="image", disable=not progress)
+    bar = tqdm(total=count, desc="explaining", unit="image", disable=not progress or distributed.rank() != 0)
     with ThreadPoolExecutor(max_workers=1) as writer:
         try:
             for items in loader:
-                report.skipped += [(paths[index], reason) for index, _, _, reason in items if reason]
+                skipped.update((index, reason) for index, _, _, reason in items if reason)
                 batch = [item for item in items if item[3] is None]
                 bar.update(len(items) - len(batch))
                 if not batch:
@@ -215,9 +247,17 @@ def explain_files(
                     summary[index] = (*kept, title)
         finally:
             bar.close()
+    parts = distributed.gather((records, skipped, summary))
+    for part_records, part_skipped, part_summary in (parts or [])[1:]:
+        records.update(part_records)
+        skipped.update(part_skipped)
+        summary.update(part_summary)
+    report.records = [record for index in sorted(records) for record in records[index]]
+    report.skipped = [(paths[index], reason) for index, reason in sorted(skipped.items())]
+    if parts is None:
+        return report
     if not records:
         raise SalmapError("none of the images could be read")
-    report.records = [record for index in sorted(records) for record in records[index]]
     summary_rows = [summary[index] for index in sorted(summary)][:SUMMARY_ROWS]
     out.mkdir(parents=True, exist_ok=True)
     report.summary = out / "summary.png"

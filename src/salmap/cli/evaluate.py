@@ -6,6 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
+import torch
+
+from salmap import distributed
 from salmap.errors import SalmapError
 from salmap.evaluation import evaluate, parse_source, write_outputs
 from salmap.methods import make_explainer, parse_methods, trained_checkpoints
@@ -58,19 +61,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     bench.set_defaults(run=run_benchmark, limit=200)
 
 
-def _check_outputs(folder: Path, overwrite: bool) -> None:
-    existing = [folder / name for name in OUTPUTS if (folder / name).exists()]
+def _check_outputs(folders: list[Path], overwrite: bool) -> None:
+    existing = [folder / name for folder in folders for name in OUTPUTS if (folder / name).exists()]
     if existing and not overwrite:
         raise SalmapError(f"{existing[0]} exists; pass --overwrite to replace it")
 
 
-def _evaluate_one(args: argparse.Namespace, data: str, model_name: str, out: Path) -> tuple[dict, str]:
+def _evaluate_one(
+    args: argparse.Namespace, data: str, model_name: str, out: Path, device: torch.device
+) -> tuple[dict, str] | None:
+    """Evaluate and write the outputs; None on the ranks other than 0 under `torchrun`."""
     if args.limit is not None and args.limit < 1:
         raise SalmapError(f"--limit must be >= 1, got {args.limit}")
-    loaded = load(model_name, arch=getattr(args, "arch", None), device=check_device(args.device))
+    loaded = load(model_name, arch=getattr(args, "arch", None), device=str(device))
     methods = parse_methods(args.method, trained=args.checkpoint is not None or loaded.name == "digits_cnn")
     checkpoints = trained_checkpoints(methods, args.checkpoint, loaded.name)
-    source = parse_source(data, loaded, args.limit, args.batch_size, seed=args.seed)
+    source = parse_source(data, loaded, args.limit, seed=args.seed)
     started = time.perf_counter()
     evaluation = evaluate(
         loaded,
@@ -82,27 +88,38 @@ def _evaluate_one(args: argparse.Namespace, data: str, model_name: str, out: Pat
         batch_size=args.batch_size,
         sanity_images=args.sanity_images,
     )
+    if evaluation is None:
+        return None
     return write_outputs(evaluation, out, f"salmap evaluation: {data}", time.perf_counter() - started)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    _check_outputs(out, args.overwrite)
     model = args.model or ("digits_cnn" if args.data.startswith("digits") else "efficientnet_lite0")
-    _, text = _evaluate_one(args, args.data, model, out)
-    print(text)
+    with distributed.session(check_device(args.device)) as device:
+        distributed.checked(lambda: _check_outputs([out], args.overwrite))
+        written = _evaluate_one(args, args.data, model, out, device)
+    if written is None:
+        return 0
+    print(written[1])
     print(f"report: {out / 'report.md'}")
     return 0
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    for variant in BENCHMARK_VARIANTS:
-        _check_outputs(out / variant, args.overwrite)
-    reports = []
-    for variant in BENCHMARK_VARIANTS:
-        _, text = _evaluate_one(args, f"digits:{variant}", "digits_cnn", out / variant)
-        reports.append(text.replace("\n# ", "\n## ").replace("## ", "### ").replace("# ", "## ", 1))
+    folders = [out / variant for variant in BENCHMARK_VARIANTS]
+    with distributed.session(check_device(args.device)) as device:
+        distributed.checked(lambda: _check_outputs(folders, args.overwrite))
+        written = [
+            _evaluate_one(args, f"digits:{variant}", "digits_cnn", folder, device)
+            for variant, folder in zip(BENCHMARK_VARIANTS, folders, strict=True)
+        ]
+    if written[0] is None:
+        return 0
+    reports = [
+        text.replace("\n# ", "\n## ").replace("## ", "### ").replace("# ", "## ", 1) for _, text in written
+    ]
     combined = "# salmap benchmark: cluttered digits\n\n" + "\n".join(reports)
     (out / "report.md").write_text(combined)
     print(combined)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from salmap import distributed
 from salmap.explain_files import explain_files
 from salmap.methods import parse_methods, trained_checkpoints
 from salmap.models import load
@@ -17,7 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "explain",
         help="write saliency maps for images",
         description="Write, for each image and method, OUT/<image stem>/<method>.png (overlay) and "
-        ".npy (the map at the image's size), plus OUT/summary.png and OUT/results.json.",
+        ".npy (the map at the image's size), plus OUT/summary.png and OUT/results.json. "
+        "Under `torchrun --nproc-per-node N` each process explains a share of the images.",
     )
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files or directories")
     add_model_arguments(parser)
@@ -40,23 +42,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    device = check_device(args.device)
-    loaded = load(args.model, arch=args.arch, device=device)
-    methods = parse_methods(args.method)
-    checkpoints = trained_checkpoints(methods, args.checkpoint, loaded.name)
-    report = explain_files(
-        args.inputs,
-        loaded,
-        methods,
-        args.out,
-        target=args.target,
-        batch_size=args.batch_size,
-        overwrite=args.overwrite,
-        layer=args.layer,
-        samples=args.samples,
-        scales=args.scales,
-        checkpoints=checkpoints,
-    )
+    with distributed.session(check_device(args.device)) as device:
+        loaded = load(args.model, arch=args.arch, device=str(device))
+        methods = parse_methods(args.method)
+        checkpoints = trained_checkpoints(methods, args.checkpoint, loaded.name)
+        report = explain_files(
+            args.inputs,
+            loaded,
+            methods,
+            args.out,
+            target=args.target,
+            batch_size=args.batch_size,
+            overwrite=args.overwrite,
+            layer=args.layer,
+            samples=args.samples,
+            scales=args.scales,
+            checkpoints=checkpoints,
+        )
+    if report.results is None:
+        return 0
     for path, reason in report.skipped:
         print(f"salmap: skipped {path}: {reason}", file=sys.stderr)
     images = len({record["image"] for record in report.records})

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from salmap import metrics
+from salmap import distributed, metrics
 from salmap.explainers import Explainer
 from salmap.localize import cam_rule_boxes, casm_rule_boxes, graphcut_boxes
 from salmap.masks import discretize
@@ -43,6 +43,20 @@ class MethodResults:
     def column(self, name: str) -> torch.Tensor:
         return torch.cat(self.values[name]) if self.values.get(name) else torch.empty(0)
 
+    def extend(self, other: MethodResults) -> None:
+        """Append the results of the batches that follow."""
+        for name, values in other.values.items():
+            self.values[name] += values
+        self.box_hits += other.box_hits
+        for key, values in other.classification.items():
+            self.classification[key] += values
+        self.gallery += other.gallery
+        for name in ("deletion_curve", "insertion_curve"):
+            ours, theirs = getattr(self, name), getattr(other, name)
+            setattr(self, name, theirs if ours is None else ours + theirs)
+        self.fractions = other.fractions
+        self.sanity = other.sanity if self.sanity is None else self.sanity
+
 
 @dataclass
 class Evaluation:
@@ -55,6 +69,19 @@ class Evaluation:
     predictions: torch.Tensor
     gallery_pixels: torch.Tensor
     gallery_boxes: list[torch.Tensor]
+
+
+@dataclass
+class _BatchResults:
+    """One batch's share of an `Evaluation`: its number (from 0), labels, predictions, gallery
+    images and boxes, and each method's results."""
+
+    number: int
+    labels: torch.Tensor
+    predictions: torch.Tensor
+    gallery_pixels: torch.Tensor
+    gallery_boxes: list[torch.Tensor]
+    methods: dict[str, MethodResults]
 
 
 def _box_metrics(results: MethodResults, batch: EvalBatch, maps: torch.Tensor, predictions) -> None:
@@ -135,34 +162,46 @@ def evaluate(
     batch_size: int = 32,
     sanity_images: int = 4,
     progress: bool = True,
-) -> Evaluation:
+) -> Evaluation | None:
     """Explain every image of `source` with every method and compute LE / OM (three box rules),
     F1 / F1a, BoxAcc sweeps, pointing game, deletion / insertion AUC, mask statistics, masked-image
     classification and, where pixel masks are known, AUROC and per-object coverage. The maps
     explain the ground-truth class of each image. `make_explainer(method, model)` builds a method
     for a model; the sanity check rebuilds it for randomised copies of the model, on the first
     `sanity_images` images (not for CASM and its Baseline, which carry their own classifier).
-    Removed pixels (deletion, masked images) take the source's fill value."""
+    Removed pixels (deletion, masked images) take the source's fill value.
+
+    Under `torchrun` (a joined process group) rank r evaluates batches r, r + N, ...; rank 0
+    gathers every batch's values and returns what one process would, the other ranks None."""
     model = loaded.model
     explainers = {name: make_explainer(name, model) for name in methods}
     device = next(model.parameters()).device
-    results = {name: MethodResults() for name in explainers}
-    labels, predictions, gallery_pixels, gallery_boxes = [], [], [], []
-    bar = tqdm(total=source.size * len(explainers), desc="evaluating", unit="map", disable=not progress)
+    numbers = distributed.shard(-(-source.size // batch_size))
+    images = sum(min(batch_size, source.size - number * batch_size) for number in numbers)
+    bar = tqdm(
+        total=images * len(explainers),
+        desc="evaluating",
+        unit="map",
+        disable=not progress or distributed.rank() != 0,
+    )
+    done: list[_BatchResults] = []
     try:
-        for batch in source.batches(batch_size, loaded):
+        for number, batch in zip(numbers, source.batches(batch_size, loaded, numbers), strict=True):
             batch.images, batch.labels = batch.images.to(device), batch.labels.to(device)
             with torch.no_grad():
                 predicted = model(batch.images).argmax(dim=-1)
-            labels.append(batch.labels.cpu())
-            predictions.append(predicted.cpu())
-            room = GALLERY_IMAGES - sum(len(p) for p in gallery_pixels)
-            if room > 0:
-                gallery_pixels.append(batch.pixels[:room].cpu())
-                gallery_boxes += batch.boxes[:room]
+            room = max(GALLERY_IMAGES - number * batch_size, 0)
+            part = _BatchResults(
+                number=number,
+                labels=batch.labels.cpu(),
+                predictions=predicted.cpu(),
+                gallery_pixels=batch.pixels[:room].cpu(),
+                gallery_boxes=batch.boxes[:room],
+                methods={name: MethodResults() for name in explainers},
+            )
             for name, explainer in explainers.items():
                 maps = explainer(batch.images, batch.labels).cpu()
-                result = results[name]
+                result = part.methods[name]
                 _box_metrics(result, batch, maps, predicted.cpu())
                 _evidence_metrics(result, batch, maps)
                 _causal_metrics(
@@ -171,7 +210,7 @@ def evaluate(
                 _classification(result, loaded, batch, maps.to(device), source.fill)
                 if room > 0:
                     result.gallery.append((maps[:room], casm_rule_boxes(maps[:room])))
-                if result.sanity is None and sanity_images > 0 and name not in TRAINED_METHODS:
+                if number == 0 and sanity_images > 0 and name not in TRAINED_METHODS:
                     result.sanity = metrics.cascading_randomization(
                         model,
                         lambda m, name=name: make_explainer(name, m),
@@ -179,14 +218,23 @@ def evaluate(
                         batch.labels[:sanity_images],
                     )
                 bar.update(len(batch.labels))
+            done.append(part)
     finally:
         bar.close()
+    gathered = distributed.gather(done)
+    if gathered is None:
+        return None
+    parts = sorted((part for ranks in gathered for part in ranks), key=lambda part: part.number)
+    results = {name: MethodResults() for name in explainers}
+    for part in parts:
+        for name, result in part.methods.items():
+            results[name].extend(result)
     return Evaluation(
         source=source,
         model_name=loaded.name,
         methods=results,
-        labels=torch.cat(labels),
-        predictions=torch.cat(predictions),
-        gallery_pixels=torch.cat(gallery_pixels),
-        gallery_boxes=gallery_boxes,
+        labels=torch.cat([part.labels for part in parts]),
+        predictions=torch.cat([part.predictions for part in parts]),
+        gallery_pixels=torch.cat([part.gallery_pixels for part in parts]),
+        gallery_boxes=[boxes for part in parts for boxes in part.gallery_boxes],
     )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from salmap.errors import SalmapError
 from salmap.models import LoadedModel
@@ -35,15 +35,21 @@ class EvalSource:
     size: int
     has_objects: bool
     fill: float = 0.0
-    loader: DataLoader | None = None
+    dataset: Dataset | None = None
+    workers: int = 0
     digits: object | None = None
 
-    def batches(self, batch_size: int, loaded: LoadedModel) -> Iterator[EvalBatch]:
-        """The set in batches of `batch_size` (ImageNet images are decoded by loader workers)."""
+    def batches(
+        self, batch_size: int, loaded: LoadedModel, numbers: Sequence[int] | None = None
+    ) -> Iterator[EvalBatch]:
+        """The set in batches of `batch_size`, or only the batches numbered `numbers` (from 0)
+        (ImageNet images are decoded by loader workers)."""
+        chosen = range(-(-self.size // batch_size)) if numbers is None else numbers
+        parts = [range(n * batch_size, min((n + 1) * batch_size, self.size)) for n in chosen]
         if self.digits is not None:
             data = self.digits
-            for start in range(0, len(data), batch_size):
-                part = slice(start, start + batch_size)
+            for rows in parts:
+                part = slice(rows.start, rows.stop)
                 images = data.images[part]
                 yield EvalBatch(
                     images=images,
@@ -53,7 +59,10 @@ class EvalSource:
                     objects=list(data.masks[part]),
                 )
             return
-        for batch in self.loader:
+        from salmap.data.imagenet import collate
+
+        loader = DataLoader(self.dataset, batch_sampler=parts, num_workers=self.workers, collate_fn=collate)
+        for batch in loader:
             yield EvalBatch(
                 images=batch["image"],
                 pixels=loaded.denormalize(batch["image"]),
@@ -76,14 +85,12 @@ def digits_source(variant: str = "single", n: int = 500, seed: int = 0, split: s
     return EvalSource(name=f"digits:{variant}", size=len(data), has_objects=True, fill=fill, digits=data)
 
 
-def imagenet_source(
-    root: str | Path, loaded: LoadedModel, limit: int | None, batch_size: int, workers: int
-) -> EvalSource:
+def imagenet_source(root: str | Path, loaded: LoadedModel, limit: int | None, workers: int) -> EvalSource:
     """`ROOT/val/<wnid>/*` with XML boxes, preprocessed like `loaded` and mapped to ImageNet-1k
     indices when the model has 1,000 classes; only images with at least one box are kept."""
     from torch.utils.data import Subset
 
-    from salmap.data.imagenet import ImageNetFolder, collate
+    from salmap.data.imagenet import ImageNetFolder
 
     if loaded.resize is None:
         raise SalmapError(f"{loaded.name} has no resize + crop preprocessing for ImageNet images")
@@ -101,14 +108,17 @@ def imagenet_source(
     if not boxed:
         raise SalmapError(f"no box files found for the images in {Path(root) / 'val'}")
     indices = boxed[:limit] if limit else boxed
-    loader = DataLoader(
-        Subset(folder, indices), batch_size=batch_size, num_workers=workers, collate_fn=collate
+    return EvalSource(
+        name=f"imagenet:{root}",
+        size=len(indices),
+        has_objects=False,
+        dataset=Subset(folder, indices),
+        workers=workers,
     )
-    return EvalSource(name=f"imagenet:{root}", size=len(indices), has_objects=False, loader=loader)
 
 
 def parse_source(
-    spec: str, loaded: LoadedModel, limit: int | None, batch_size: int, workers: int = 2, seed: int = 0
+    spec: str, loaded: LoadedModel, limit: int | None, workers: int = 2, seed: int = 0
 ) -> EvalSource:
     """`digits`, `digits:single`, `digits:twin` or `imagenet:PATH`."""
     kind, _, rest = spec.partition(":")
@@ -117,5 +127,5 @@ def parse_source(
     if kind == "imagenet":
         if not rest:
             raise SalmapError("give the ImageNet folder as imagenet:PATH")
-        return imagenet_source(rest, loaded, limit, batch_size, workers)
+        return imagenet_source(rest, loaded, limit, workers)
     raise SalmapError(f"unknown data {spec!r}; use digits[:single|twin] or imagenet:PATH")
