@@ -52,7 +52,7 @@ def main() -> None:
         ("CASM", CASM.from_checkpoint(args.casm)),
         ("Baseline", Baseline.from_checkpoint(args.baseline)),
     ):
-        chunks = [explainer.with_prediction(part) for part in x.split(250)]
+        chunks = [explainer.with_prediction(part, normalize=False) for part in x.split(250)]
         maps = torch.cat([c.maps for c in chunks])
         logits = torch.cat([c.logits for c in chunks])
         rows[name] = evaluate(maps, logits, data)

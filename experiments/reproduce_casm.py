@@ -94,7 +94,7 @@ def compute_maps(method: str, x: torch.Tensor, y: torch.Tensor, model, mappers: 
     started = time.perf_counter()
     if method in mappers:
         explainer = mappers[method]
-        parts = [explainer.with_prediction(part) for part in x.split(CHUNK)]
+        parts = [explainer.with_prediction(part, normalize=False) for part in x.split(CHUNK)]
         raw = torch.cat([p.maps for p in parts])
         logits = torch.cat([p.logits for p in parts])
         maps = torch.cat(

@@ -74,7 +74,7 @@ def test_casm_explains_in_one_pass_and_ignores_the_target(trained):
     maps = explainer(x)
     assert maps.shape == (3, 16, 16) and maps.dtype == torch.float32
     assert torch.equal(maps, explainer(x, target=2))
-    raw, logits = explainer.with_prediction(x)
+    raw, logits = explainer.with_prediction(x, normalize=False)
     torch.testing.assert_close(logits, explainer.model(x))
     assert torch.equal(explainer(x, normalize=False), raw)
     calls = []

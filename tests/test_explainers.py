@@ -361,3 +361,21 @@ def test_cam_maps_are_ordinary_tensors(tiny_net, images) -> None:
     raw = CAM(tiny_net)(images, normalize=False)
     assert not raw.is_inference() and not raw.requires_grad
     raw.div_(2)
+
+
+@pytest.mark.parametrize("method", ["gradient", "guided_backprop", "smoothgrad", "cam", "gradcam", "cameras"])
+def test_with_prediction_gives_the_maps_and_the_logits_of_the_methods_own_forward(method, tiny_net, images):
+    explainer = all_methods(tiny_net)[method]
+    expected_logits = tiny_net(images)
+    explainer(images[:1])  # first calls may probe the model (layer or rectifier lookup)
+    calls = []
+    handle = tiny_net.register_forward_hook(lambda _m, args, _o: calls.append(args[0].shape[0]))
+    try:
+        maps, logits = explainer.with_prediction(images)
+        calls_with_prediction = len(calls)
+        calls.clear()
+        torch.testing.assert_close(maps, explainer(images))
+    finally:
+        handle.remove()
+    torch.testing.assert_close(logits, expected_logits)
+    assert calls_with_prediction == len(calls), "knowing the prediction cost an extra forward pass"

@@ -20,7 +20,6 @@ from tqdm import tqdm
 
 from salmap import distributed
 from salmap.errors import SalmapError
-from salmap.explainers import logits_of
 from salmap.figures import method_grid
 from salmap.images import find_images, load_image, map_to_image, overlay
 from salmap.methods import make_explainer
@@ -97,10 +96,9 @@ def pipeline_threads() -> tuple[int, int]:
     return workers, max(2, cores - workers - 1)
 
 
-def _predict(model: torch.nn.Module, x: torch.Tensor, target: int | None) -> tuple[list[int], list[float]]:
+def _prediction(logits: torch.Tensor, target: int | None) -> tuple[list[int], list[float]]:
     """The class explained for each image (top-1, or `target`) and its softmax probability."""
-    with torch.no_grad():
-        probabilities = logits_of(model(x)).float().softmax(dim=-1)
+    probabilities = logits.float().softmax(dim=-1)
     classes = (
         probabilities.argmax(dim=-1)
         if target is None
@@ -242,8 +240,10 @@ def explain_files(
                 if not batch:
                     continue
                 x = torch.stack([tensor for _, tensor, _, _ in batch]).to(device)
-                classes, scores = _predict(loaded.model, x, target_index)
-                maps = {name: explainer(x, target_index).cpu() for name, explainer in explainers.items()}
+                first, logits = explainers[methods[0]].with_prediction(x, target_index)
+                maps = {methods[0]: first.cpu()}
+                maps.update((name, explainers[name](x, target_index).cpu()) for name in methods[1:])
+                classes, scores = _prediction(logits, target_index)
                 for i, (index, _, pixels, _) in enumerate(batch):
                     folder = out / stems[index]
                     name = loaded.class_names[classes[i]]

@@ -4,7 +4,7 @@
 """
 
 from .adapters import Features, StagedClassifier, adapt
-from .explainer import CASM, Baseline, MapsAndPrediction
+from .explainer import CASM, Baseline
 from .mapper import Decoder, Mapper, build_mapper
 from .pool import ClassifierPool, Thinning, thinning
 from .train import PRESETS, CASMConfig, CASMTrainer, TrainResult, mask_loss, preset, train_casm
@@ -19,7 +19,6 @@ __all__ = [
     "Decoder",
     "Features",
     "Mapper",
-    "MapsAndPrediction",
     "StagedClassifier",
     "Thinning",
     "TrainResult",

@@ -8,24 +8,17 @@ fixed classifier (Zolna et al. 2019's classifier-dependent Baseline).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import nn
 
 from salmap.errors import SalmapError
-from salmap.explainers.base import Explainer, Target, check_images
+from salmap.explainers.base import Explainer, MapsAndPrediction, Target, check_images, normalize_maps
 
 from . import checkpoint
 from .adapters import adapt, build_backbone
 from .mapper import Mapper, build_mapper
-
-
-class MapsAndPrediction(NamedTuple):
-    """Maps `(B, H, W)` and the classifier's logits `(B, classes)` from the same pass."""
-
-    maps: torch.Tensor
-    logits: torch.Tensor
 
 
 class CASM(Explainer):
@@ -66,15 +59,18 @@ class CASM(Explainer):
         }
         return cls(classifier, mapper, info)
 
-    def with_prediction(self, x: torch.Tensor) -> MapsAndPrediction:
-        """Raw maps and the classifier's logits, from one forward pass of the classifier."""
+    def with_prediction(
+        self, x: torch.Tensor, target: Target = None, *, normalize: bool = True
+    ) -> MapsAndPrediction:
+        """The maps (m(x) itself when `normalize` is False) and the classifier's logits, from one
+        forward pass of the classifier; `target` is ignored."""
         x = check_images(x)
         if self.model.training or self.mapper.training:
             raise SalmapError("put the classifier and the mapper in eval mode before explaining")
         with torch.no_grad():
             features = self.staged(x, features=True)
-            maps = self.mapper(x, features)
-        return MapsAndPrediction(maps.float(), features.logits)
+            maps = self.mapper(x, features).float()
+        return MapsAndPrediction(normalize_maps(maps) if normalize else maps, features.logits.float())
 
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         if self.mapper.training:

@@ -1,6 +1,6 @@
 """Saliency methods behind one call: `explainer(images, target=None) -> (B, H, W)` maps."""
 
-from .base import Explainer, logits_of, normalize_maps
+from .base import Explainer, MapsAndPrediction, logits_of, normalize_maps
 from .cam import CAM
 from .cameras import CAMERAS
 from .gradcam import GradCAM
@@ -15,6 +15,7 @@ __all__ = [
     "GradCAM",
     "Gradient",
     "GuidedBackprop",
+    "MapsAndPrediction",
     "SmoothGrad",
     "logits_of",
     "normalize_maps",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -13,6 +13,13 @@ from torch import nn
 from salmap.errors import SalmapError
 
 Target = int | torch.Tensor | list[int] | None
+
+
+class MapsAndPrediction(NamedTuple):
+    """Maps `(B, H, W)` and the model's logits `(B, classes)` for the same images."""
+
+    maps: torch.Tensor
+    logits: torch.Tensor
 
 
 def logits_of(output: Any) -> torch.Tensor:
@@ -111,6 +118,38 @@ class Explainer(ABC):
             maps = self.explain(x, target)
         maps = maps.detach().float()
         return normalize_maps(maps) if normalize else maps
+
+    def with_prediction(
+        self, x: torch.Tensor, target: Target = None, *, normalize: bool = True
+    ) -> MapsAndPrediction:
+        """The maps and the model's logits for `x`. The logits come from the method's own forward
+        pass on `x` where it makes one (every method but SmoothGrad with a given target and
+        mappers that bypass `model.forward`), so knowing the class and its score costs nothing
+        more; otherwise from one extra forward pass."""
+        x = check_images(x)
+        captured: list[torch.Tensor] = []
+
+        def keep(_module: nn.Module, args: tuple, output: Any) -> None:
+            first = args[0] if args else None
+            if (
+                not captured
+                and isinstance(first, torch.Tensor)
+                and first.shape == x.shape
+                and first.data_ptr() == x.data_ptr()
+            ):
+                captured.append(logits_of(output).detach())
+
+        scripted = isinstance(self.model, torch.jit.ScriptModule)
+        handle = None if scripted else self.model.register_forward_hook(keep)
+        try:
+            maps = self(x, target, normalize=normalize)
+        finally:
+            if handle is not None:
+                handle.remove()
+        if not captured:
+            with torch.no_grad():
+                captured.append(logits_of(self.model(x)))
+        return MapsAndPrediction(maps, captured[0].float())
 
     def __enter__(self) -> Explainer:
         """Explainers hold no hooks between calls; `with` is accepted for peers' habits."""
