@@ -154,6 +154,12 @@ def forward_floor(model: nn.Module, x: torch.Tensor) -> Call:
     return call
 
 
+def smoothgrad_copies_per_chunk(x: torch.Tensor) -> int:
+    """Noisy copies of the batch per forward pass in salmap's default SmoothGrad (one on the CPU,
+    64 images on a GPU), given to captum's NoiseTunnel too so both run the same batches."""
+    return max(1, (64 if x.is_cuda else len(x)) // len(x))
+
+
 def peer_calls(
     method: str, model: nn.Module, layer: nn.Module, x: torch.Tensor, target: torch.Tensor, samples: int
 ) -> dict[str, Call]:
@@ -177,7 +183,7 @@ def peer_calls(
                 x,
                 nt_type="smoothgrad",
                 nt_samples=samples,
-                nt_samples_batch_size=max(1, 32 // len(x)),
+                nt_samples_batch_size=smoothgrad_copies_per_chunk(x),
                 stdevs=0.15 * float(x.max() - x.min()),
                 target=target,
                 abs=True,
@@ -258,7 +264,7 @@ def bench_model(
     ours = {
         "gradient": Gradient(model),
         "guided_backprop": GuidedBackprop(model),
-        "smoothgrad": SmoothGrad(Gradient(model), n=samples, batch_size=32),
+        "smoothgrad": SmoothGrad(Gradient(model), n=samples),
         "cam": CAM(model, layer_name),
         "gradcam": GradCAM(model, layer_name),
         "cameras": CAMERAS(model, layer_name),
@@ -358,7 +364,7 @@ def smoothgrad_memory(
         target = model(x).argmax(1)
     rows = []
     for n in samples:
-        explainer = SmoothGrad(Gradient(model), n=n, batch_size=32)
+        explainer = SmoothGrad(Gradient(model), n=n)
         call = functools.partial(explainer, x, target)
         seconds = measure({"ours": call}, device, repeats=1)["ours"]
         rows.append(
