@@ -42,7 +42,7 @@ import torch
 from salmap.casm import CASM
 from salmap.data.digits import DIGITS_MEAN, DIGITS_STD, build_split
 from salmap.localize import cam_rule_boxes, casm_rule_boxes
-from salmap.masks import discretize
+from salmap.masks import discretize, masked_out
 from salmap.methods import make_explainer
 from salmap.metrics import (
     box_f1,
@@ -53,7 +53,7 @@ from salmap.metrics import (
     object_coverage,
     official_metric_error,
 )
-from salmap.metrics.classification import classify, random_masks_like
+from salmap.metrics.classification import classify
 from salmap.metrics.statistics import summarize_mask_statistics
 from salmap.models.digits import load_digits_cnn
 
@@ -125,14 +125,6 @@ def box_metrics(maps: torch.Tensor, data, predicted: torch.Tensor) -> dict[str, 
     return row
 
 
-def fill(images: torch.Tensor, masks: torch.Tensor, keep: bool, value: float) -> torch.Tensor:
-    """Masked-in (`keep`) or masked-out images with the other pixels set to `value`."""
-    weights = masks.to(images.dtype).unsqueeze(1)
-    if not keep:
-        weights = 1 - weights
-    return images * weights + value * (1 - weights)
-
-
 def classification_rows(
     x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor, classifiers: dict, seed: int
 ) -> dict[str, dict[str, float]]:
@@ -149,23 +141,17 @@ def classification_rows(
         variants=("masked_out", "inpainted"),
         seed=seed,
     )
-    for (name, variant, kind), predictions in table.items():
-        label = {"masked_out": "masked-out (grey: 0 normalised)", "inpainted": "inpainted"}[variant]
-        rows.setdefault(f"{label}|{kind}", {})[name] = 100 * float(predictions.top1.mean())
-    generator = torch.Generator().manual_seed(seed)
-    kinds = {
-        "map": masks,
-        "zeros": torch.zeros_like(masks),
-        "ones": torch.ones_like(masks),
-        "random": random_masks_like(masks, generator),
+    black = masked_classification(
+        classifiers, x, masks, y, variants=("masked_in", "masked_out"), seed=seed, fill=BLACK
+    )
+    labels = {
+        "masked_out": "masked-out (grey: 0 normalised)",
+        "inpainted": "inpainted",
     }
-    for kind, mask in kinds.items():
-        for keep, label in ((True, "masked-in (black)"), (False, "masked-out (black)")):
-            batch = fill(x, mask, keep, BLACK)
-            for name, model in classifiers.items():
-                rows.setdefault(f"{label}|{kind}", {})[name] = 100 * float(
-                    classify(model, batch, y).top1.mean()
-                )
+    black_labels = {"masked_in": "masked-in (black)", "masked_out": "masked-out (black)"}
+    for results, names in ((table, labels), (black, black_labels)):
+        for (name, variant, kind), predictions in results.items():
+            rows.setdefault(f"{names[variant]}|{kind}", {})[name] = 100 * float(predictions.top1.mean())
     return rows
 
 
@@ -323,7 +309,7 @@ def main() -> None:
         info = checkpoint_info(path)
         masks = discretize(result.maps)
         with torch.no_grad():
-            out_logits = torch.cat([shipped(part) for part in fill(x, masks, False, BLACK).split(CHUNK)])
+            out_logits = torch.cat([shipped(part) for part in masked_out(x, masks, BLACK).split(CHUNK)])
         table2[label] = {
             **box_metrics(result.maps, data, shipped_pred),
             "mask_mean": float(result.raw.mean()),
