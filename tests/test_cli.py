@@ -14,6 +14,7 @@ import torchvision
 from PIL import Image
 from skimage import data
 
+import salmap
 from salmap.cli import main
 
 
@@ -216,6 +217,14 @@ def test_casm_and_baseline_on_the_digits_with_shipped_checkpoints(tmp_path: Path
     assert by_method["casm"]["parameters"]["thinning"] != "F"
     assert by_method["baseline"]["parameters"]["thinning"] == "F"
     assert np.load(tmp_path / "out" / "digit" / "casm.npy").shape == (64, 64)
+    loaded = salmap.models.load("digits_cnn")
+    with torch.no_grad():
+        probabilities = loaded.model(
+            loaded.preprocess(salmap.load_image(tmp_path / "digit.png"))[None]
+        ).softmax(1)
+    for record in records:  # the explained model's prediction, not that of CASM's own classifier
+        assert record["target"] == int(probabilities.argmax())
+        assert record["score"] == pytest.approx(float(probabilities.max()), abs=1e-5)
 
 
 def test_casm_needs_a_checkpoint_for_other_models(photos: Path, tmp_path: Path, capsys) -> None:

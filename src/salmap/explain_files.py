@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from salmap import distributed
 from salmap.errors import SalmapError
+from salmap.explainers import Explainer, logits_of
 from salmap.figures import method_grid
 from salmap.images import find_images, load_image, map_to_image, overlay
 from salmap.methods import make_explainer
@@ -94,6 +95,25 @@ def pipeline_threads() -> tuple[int, int]:
     cores = max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     workers = min(4, max(1, cores // 8))
     return workers, max(2, cores - workers - 1)
+
+
+def _explain_batch(
+    explainers: dict[str, Explainer], model: torch.nn.Module, x: torch.Tensor, target: int | None
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Every method's maps (on the CPU, in the order of `explainers`) and `model`'s logits, taken
+    from the first method that explains `model` itself (CASM and its Baseline carry their own
+    classifier); one forward pass of its own when there is none."""
+    lead = next((name for name, explainer in explainers.items() if explainer.model is model), None)
+    maps: dict[str, torch.Tensor] = {}
+    if lead is None:
+        with torch.no_grad():
+            logits = logits_of(model(x))
+    else:
+        maps[lead], logits = explainers[lead].with_prediction(x, target)
+    for name, explainer in explainers.items():
+        if name not in maps:
+            maps[name] = explainer(x, target)
+    return {name: maps[name].cpu() for name in explainers}, logits
 
 
 def _prediction(logits: torch.Tensor, target: int | None) -> tuple[list[int], list[float]]:
@@ -240,9 +260,7 @@ def explain_files(
                 if not batch:
                     continue
                 x = torch.stack([tensor for _, tensor, _, _ in batch]).to(device)
-                first, logits = explainers[methods[0]].with_prediction(x, target_index)
-                maps = {methods[0]: first.cpu()}
-                maps.update((name, explainers[name](x, target_index).cpu()) for name in methods[1:])
+                maps, logits = _explain_batch(explainers, loaded.model, x, target_index)
                 classes, scores = _prediction(logits, target_index)
                 for i, (index, _, pixels, _) in enumerate(batch):
                     folder = out / stems[index]
