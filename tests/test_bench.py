@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from salmap.bench import measure, peak_memory, working
+from salmap.bench import measure, peak_memory
 from salmap.cli import main
 
 
@@ -36,5 +37,8 @@ def test_a_failing_peer_is_left_out(capsys) -> None:
     def fails() -> None:
         raise TypeError("Got unsupported ScalarType BFloat16")
 
-    assert set(working({"fine": lambda: 1, "broken": fails})) == {"fine"}
+    calls = {"fine": lambda: 1, "broken": fails}
+    assert set(measure(calls, torch.device("cpu"), repeats=1, optional={"broken"})) == {"fine"}
     assert "broken fails here" in capsys.readouterr().out
+    with pytest.raises(TypeError):
+        measure(calls, torch.device("cpu"), repeats=1)

@@ -11,7 +11,7 @@ import platform
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -80,13 +80,25 @@ def _seconds(call: Call, device: torch.device) -> float:
     return time.perf_counter() - started
 
 
-def measure(calls: dict[str, Call], device: torch.device, repeats: int) -> dict[str, float]:
+def measure(
+    calls: dict[str, Call], device: torch.device, repeats: int, optional: Collection[str] = ()
+) -> dict[str, float]:
     """Median seconds of each call over `repeats` rounds after one warm-up round; the calls take
-    turns within a round, so a change of machine load hits them all alike."""
+    turns within a round, so a change of machine load hits them all alike. A call named in
+    `optional` that fails in the warm-up round (a peer that cannot take these inputs, such as
+    pytorch-grad-cam under bf16 autocast) is named on stdout and left out of the result."""
+    calls = dict(calls)
     times: dict[str, list[float]] = {name: [] for name in calls}
     for round_ in range(repeats + 1):
-        for name, call in calls.items():
-            seconds = _seconds(call, device)
+        for name, call in list(calls.items()):
+            try:
+                seconds = _seconds(call, device)
+            except (RuntimeError, TypeError, ValueError) as error:
+                if round_ or name not in optional:
+                    raise
+                print(f"{name} fails here and is left out: {type(error).__name__}: {error}", flush=True)
+                del calls[name], times[name]
+                continue
             if round_:
                 times[name].append(seconds)
     return {name: statistics.median(values) for name, values in times.items()}
@@ -97,20 +109,6 @@ def peak_memory(call: Call, device: torch.device) -> int:
     with PeakMemory(device) as memory:
         call()
     return memory.peak
-
-
-def working(calls: dict[str, Call]) -> dict[str, Call]:
-    """The calls that run: a peer that fails on these inputs (pytorch-grad-cam under bf16
-    autocast, say) is named on stdout and left out of the comparison."""
-    kept = {}
-    for name, call in calls.items():
-        try:
-            call()
-        except (RuntimeError, TypeError, ValueError) as error:
-            print(f"{name} fails here and is left out: {type(error).__name__}: {error}", flush=True)
-        else:
-            kept[name] = call
-    return kept
 
 
 def gradient_floor(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> Call:
@@ -154,16 +152,18 @@ def forward_floor(model: nn.Module, x: torch.Tensor) -> Call:
     return call
 
 
-def smoothgrad_copies_per_chunk(x: torch.Tensor) -> int:
-    """Noisy copies of the batch per forward pass in salmap's default SmoothGrad (one on the CPU,
-    64 images on a GPU), given to captum's NoiseTunnel too so both run the same batches."""
-    return max(1, (64 if x.is_cuda else len(x)) // len(x))
-
-
 def peer_calls(
-    method: str, model: nn.Module, layer: nn.Module, x: torch.Tensor, target: torch.Tensor, samples: int
+    method: str,
+    model: nn.Module,
+    layer: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    samples: int,
+    copies_per_pass: int,
 ) -> dict[str, Call]:
-    """The peers' versions of `method` on the same model, inputs and targets (those installed)."""
+    """The peers' versions of `method` on the same model, inputs and targets (those installed);
+    captum's NoiseTunnel runs `copies_per_pass` noisy copies of the batch together, as salmap's
+    SmoothGrad does."""
     calls: dict[str, Call] = {}
     size = x.shape[-2:]
     try:
@@ -183,7 +183,7 @@ def peer_calls(
                 x,
                 nt_type="smoothgrad",
                 nt_samples=samples,
-                nt_samples_batch_size=smoothgrad_copies_per_chunk(x),
+                nt_samples_batch_size=copies_per_pass,
                 stdevs=0.15 * float(x.max() - x.min()),
                 target=target,
                 abs=True,
@@ -296,14 +296,16 @@ def bench_model(
     with context:
         for method in methods:
             unique = {id(call): call for call in floors[method]}
-            peers = working(peer_calls(method, peer_model, peer_layer, x, target, samples))
+            peers = peer_calls(
+                method, peer_model, peer_layer, x, target, samples, ours["smoothgrad"].copies_per_pass(x)
+            )
             if method == "cameras":
                 peers["one image at a time"] = lambda: [
                     cameras(x[i : i + 1], target[i : i + 1]) for i in range(batch)
                 ]
             calls = {"ours": lambda m=method: ours[m](x, target), **peers}
             calls.update({f"floor {key}": call for key, call in unique.items()})
-            timed = measure(calls, device, repeats)
+            timed = measure(calls, device, repeats, optional=peers)
             seconds = timed.pop("ours")
             floor_seconds = sum(timed[f"floor {id(call)}"] for call in floors[method])
             for key in unique:
@@ -330,7 +332,8 @@ def bench_model(
             row = rows[-1]
             print(
                 f"{name} b{batch} {method}: {row.ms_per_image:.1f} ms/image, "
-                f"floor x{row.floor_ratio:.2f}, {best} x{row.peer_ratio:.2f}",
+                f"floor x{row.floor_ratio:.2f}, "
+                + ("no peer" if best == "-" else f"{best} x{row.peer_ratio:.2f}"),
                 flush=True,
             )
     return rows

@@ -47,6 +47,11 @@ class SmoothGrad(Explainer):
         self.batch_size = batch_size
         self.seed = seed
 
+    def copies_per_pass(self, x: torch.Tensor) -> int:
+        """Noisy copies of the batch `x` that go through the model together (at least one)."""
+        chunk = self.batch_size or (64 if x.is_cuda else x.shape[0])
+        return max(1, chunk // x.shape[0])
+
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         indices = resolve_targets(self.model, x, target)
         generator = None
@@ -55,8 +60,7 @@ class SmoothGrad(Explainer):
         flat = x.flatten(1)
         sigma = self.noise_level * (flat.amax(dim=1) - flat.amin(dim=1))
         sigma = sigma.view(-1, 1, 1, 1)
-        chunk = self.batch_size or (64 if x.is_cuda else x.shape[0])
-        copies_per_chunk = max(1, chunk // x.shape[0])
+        copies_per_chunk = self.copies_per_pass(x)
         total = None
         done = 0
         while done < self.n:
