@@ -63,7 +63,7 @@ def main() -> None:
         (Path(folder) / "in").mkdir()
         paths = write_photos(Path(folder) / "in", args.images)
         images = torch.stack([loaded.preprocess(salmap.load_image(p)) for p in paths]).to(device)
-        explainer = salmap.make_explainer(args.method, loaded.model, loaded.target_layer)
+        explainer = salmap.make_explainer(args.method, loaded.model, layer=loaded.target_layer)
         explainer(images[: args.batch_size])
         synchronize = torch.cuda.synchronize if device.type == "cuda" else lambda: None
         synchronize()
@@ -76,7 +76,7 @@ def main() -> None:
         explain_files(
             [Path(folder) / "in"],
             loaded,
-            [args.method],
+            {args.method: explainer},
             Path(folder) / "out",
             batch_size=args.batch_size,
             progress=False,

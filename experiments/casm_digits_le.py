@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from salmap import GradCAM
+from salmap.boxes import cam_rule_boxes, casm_rule_boxes
 from salmap.casm import CASM, Baseline
 from salmap.data.digits import build_split
-from salmap.localize import cam_rule_boxes, casm_rule_boxes
 from salmap.metrics import box_f1, localization_error, official_metric_error
 from salmap.models.digits import load_digits_cnn
 

@@ -39,11 +39,10 @@ from pathlib import Path
 
 import torch
 
+from salmap.boxes import cam_rule_boxes, casm_rule_boxes
 from salmap.casm import CASM
 from salmap.data.digits import DIGITS_MEAN, DIGITS_STD, build_split
-from salmap.localize import cam_rule_boxes, casm_rule_boxes
 from salmap.masks import discretize, masked_out
-from salmap.methods import make_explainer
 from salmap.metrics import (
     box_f1,
     covers_all,
@@ -56,6 +55,7 @@ from salmap.metrics import (
 from salmap.metrics.classification import classify
 from salmap.metrics.statistics import summarize_mask_statistics
 from salmap.models.digits import load_digits_cnn
+from salmap.registry import make_explainer
 
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "src" / "salmap" / "weights"

@@ -13,9 +13,9 @@ import json
 import torch
 
 from salmap import GradCAM
+from salmap.boxes import cam_rule_boxes, casm_rule_boxes
 from salmap.casm import CASM
 from salmap.data.digits import build_split
-from salmap.localize import cam_rule_boxes, casm_rule_boxes
 from salmap.metrics import box_f1, localization_error
 from salmap.models.digits import load_digits_cnn
 

@@ -74,14 +74,14 @@ def test_casm_explains_in_one_pass_and_ignores_the_target(trained):
     maps = explainer(x)
     assert maps.shape == (3, 16, 16) and maps.dtype == torch.float32
     assert torch.equal(maps, explainer(x, target=2))
-    raw, logits = explainer.with_prediction(x, normalize=False)
+    raw, logits, _ = explainer.with_prediction(x, normalize=False)
     torch.testing.assert_close(logits, explainer.model(x))
     assert torch.equal(explainer(x, normalize=False), raw)
     calls = []
     explainer.model.stem.register_forward_hook(lambda *_: calls.append(1))
     explainer(x)
     assert len(calls) == 1
-    assert explainer.parameters()["thinning"] == "L"
+    assert explainer.settings()["thinning"] == "L"
 
 
 def test_baseline_needs_a_thinning_f_checkpoint(trained):

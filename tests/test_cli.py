@@ -174,7 +174,9 @@ def test_cam_on_a_model_without_gap_and_linear(photos: Path, tmp_path: Path, cap
 
 def test_listings(capsys) -> None:
     code, out, _ = run_cli(capsys, "methods")
-    assert code == 0 and len(out.splitlines()) == 8 and "cameras" in out and "casm" in out
+    listed = [line.split()[0] for line in out.splitlines() if not line.startswith(" ")]
+    assert code == 0 and len(listed) == 8 and "cameras" in listed and "casm" in listed
+    assert "--smoothgrad-n" in out and "--cameras-steps" in out
     code, out, _ = run_cli(capsys, "models")
     assert code == 0 and "efficientnet_lite0" in out
 
@@ -214,8 +216,8 @@ def test_casm_and_baseline_on_the_digits_with_shipped_checkpoints(tmp_path: Path
     assert code == 0, err
     records = json.loads((tmp_path / "out" / "results.json").read_text())["records"]
     by_method = {r["method"]: r for r in records}
-    assert by_method["casm"]["parameters"]["thinning"] != "F"
-    assert by_method["baseline"]["parameters"]["thinning"] == "F"
+    assert by_method["casm"]["settings"]["thinning"] != "F"
+    assert by_method["baseline"]["settings"]["thinning"] == "F"
     assert np.load(tmp_path / "out" / "digit" / "casm.npy").shape == (64, 64)
     loaded = salmap.models.load("digits_cnn")
     with torch.no_grad():

@@ -8,26 +8,30 @@ maps = salmap.GradCAM(loaded.model)(x)          # (1, 224, 224) in [0, 1]
 
 from . import models
 from .errors import SalmapError
-from .explainers import CAM, CAMERAS, Explainer, GradCAM, Gradient, GuidedBackprop, SmoothGrad
+from .explainers import CAM, CAMERAS, Explainer, Explanation, GradCAM, Gradient, GuidedBackprop, SmoothGrad
 from .images import load_image, map_to_image, overlay
-from .methods import METHODS, make_explainer
+from .registry import make_explainer, method_names, register
+from .targets import Target
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CAM",
     "CAMERAS",
-    "METHODS",
     "Explainer",
+    "Explanation",
     "GradCAM",
     "Gradient",
     "GuidedBackprop",
     "SalmapError",
     "SmoothGrad",
+    "Target",
     "__version__",
     "load_image",
     "make_explainer",
     "map_to_image",
+    "method_names",
     "models",
     "overlay",
+    "register",
 ]

@@ -19,13 +19,15 @@ from torch import nn
 from tqdm import tqdm
 
 from salmap.errors import SalmapError
-from salmap.explainers.base import check_images, gradients_enabled, logits_of, target_indices
+from salmap.inputs import check_images, gradients_enabled
 from salmap.models.transforms import IMAGENET_MEAN, IMAGENET_STD
+from salmap.registry import make_explainer, method_names
+from salmap.targets import logits_of, target_indices
 
 NORMS = ("linf", "l2")
 DEFAULT_EPS = {"linf": 16 / 255, "l2": 8.0}
 DEFAULT_STEP = {"linf": 0.5 / 255, "l2": 0.1}
-SALIENCY_METHODS = ("cameras", "gradcam", "gradient", "random", "none")
+CONTROLS = ("random", "none")
 
 
 @dataclass
@@ -199,18 +201,21 @@ def attack_maps(
     model: nn.Module, x: torch.Tensor, method: str, layer: str | None = None, seed: int = 0
 ) -> torch.Tensor | None:
     """The saliency maps `(B, H, W)` that guide the attack: the map of each clean image's top-1
-    class by `method` ("cameras", "gradcam", "gradient"), a smooth random map ("random", the
+    class by `method` (any post-hoc method of the registry), a smooth random map ("random", the
     control), or None for plain PGD ("none")."""
-    from salmap.methods import make_explainer
-
-    if method not in SALIENCY_METHODS:
-        raise SalmapError(f"unknown attack method {method!r}; choose from {', '.join(SALIENCY_METHODS)}")
+    if method not in saliency_methods():
+        raise SalmapError(f"unknown attack method {method!r}; choose from {', '.join(saliency_methods())}")
     if method == "none":
         return None
     if method == "random":
         generator = torch.Generator().manual_seed(seed)
         return random_map(x.shape[0], tuple(x.shape[-2:]), generator=generator).to(x.device)
-    return make_explainer(method, model, layer)(x)
+    return make_explainer(method, model, layer=layer)(x)
+
+
+def saliency_methods() -> list[str]:
+    """What can weight the attack's steps: every post-hoc method, a random map, or nothing."""
+    return [*method_names(trained=False), *CONTROLS]
 
 
 def _geometric_mean(values: list[float]) -> float | None:

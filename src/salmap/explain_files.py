@@ -20,10 +20,9 @@ from tqdm import tqdm
 
 from salmap import distributed
 from salmap.errors import SalmapError
-from salmap.explainers import Explainer, logits_of
+from salmap.explainers import Explainer
 from salmap.figures import method_grid
 from salmap.images import find_images, load_image, map_to_image, overlay
-from salmap.methods import make_explainer
 from salmap.models import LoadedModel
 
 SUMMARY_ROWS = 16
@@ -107,9 +106,9 @@ def _explain_batch(
     maps: dict[str, torch.Tensor] = {}
     if lead is None:
         with torch.no_grad():
-            logits = logits_of(model(x))
+            logits = next(iter(explainers.values())).read_logits(model(x))
     else:
-        maps[lead], logits = explainers[lead].with_prediction(x, target)
+        maps[lead], logits, _ = explainers[lead].with_prediction(x, target)
     for name, explainer in explainers.items():
         if name not in maps:
             maps[name] = explainer(x, target)
@@ -193,22 +192,16 @@ def _plan(
 def explain_files(
     inputs: list[str | Path],
     loaded: LoadedModel,
-    methods: list[str],
+    explainers: dict[str, Explainer],
     out: str | Path,
     target: int | str | None = None,
     batch_size: int = 8,
     overwrite: bool = False,
-    layer: str | None = None,
-    samples: int = 50,
-    scales: int = 8,
-    checkpoints: dict[str, str | Path] | None = None,
     progress: bool = True,
 ) -> ExplainReport:
-    """Explain every image with every method; write `out/<stem>/<method>.png` (overlay) and
-    `.npy` (the map, float32, original image size), `out/summary.png` and `out/results.json`.
-
-    `samples` is SmoothGrad's number of noisy copies, `scales` CAMERAS's number of input sizes,
-    `checkpoints` the trained checkpoint of CASM and its Baseline.
+    """Explain every image with every explainer (by method name); write `out/<stem>/<method>.png`
+    (overlay) and `.npy` (the map, float32, original image size), `out/summary.png` and
+    `out/results.json`.
     Files inside named directories that cannot be read are skipped and reported; a named file
     that cannot be read is an error. No existing file is replaced unless `overwrite` is set.
     Images are decoded by loader workers while the model runs, and files are written by a pool
@@ -223,15 +216,10 @@ def explain_files(
         raise SalmapError(f"batch size must be >= 1, got {batch_size}")
     out = Path(out)
     paths, stems, target_index = distributed.checked(
-        lambda: _plan(inputs, loaded, methods, out, target, overwrite)
+        lambda: _plan(inputs, loaded, list(explainers), out, target, overwrite)
     )
+    methods = list(explainers)
     device = next(loaded.model.parameters()).device
-    explainers = {
-        name: make_explainer(
-            name, loaded.model, layer or loaded.target_layer, samples, scales, (checkpoints or {}).get(name)
-        )
-        for name in methods
-    }
     batches = [
         range(start, min(start + batch_size, len(paths))) for start in range(0, len(paths), batch_size)
     ]
@@ -287,7 +275,7 @@ def explain_files(
                             "score": round(scores[i], 6),
                             "map": str(folder / f"{method}.npy"),
                             "overlay": str(folder / f"{method}.png"),
-                            "parameters": explainers[method].parameters(),
+                            "settings": explainers[method].settings(),
                         }
                         for method in maps
                     ]

@@ -17,21 +17,7 @@ import torch
 from matplotlib.figure import Figure
 
 from salmap.errors import SalmapError
-
-
-def check_maps(maps: torch.Tensor, name: str = "maps") -> torch.Tensor:
-    """Check that `maps` is a float batch `(B, H, W)` with values in [0, 1]; return it detached."""
-    if not isinstance(maps, torch.Tensor):
-        raise SalmapError(f"{name} must be a tensor (B, H, W), got {type(maps).__name__}")
-    if maps.dim() != 3 or maps.shape[0] == 0:
-        raise SalmapError(f"{name} must have shape (B, H, W) with B >= 1, got {tuple(maps.shape)}")
-    if not maps.is_floating_point():
-        raise SalmapError(f"{name} must be a float tensor in [0, 1], got {maps.dtype}")
-    if not bool(torch.isfinite(maps).all()):
-        raise SalmapError(f"{name} hold NaN or infinite values")
-    if bool((maps < 0).any()) or bool((maps > 1).any()):
-        raise SalmapError(f"{name} must lie in [0, 1]: normalise them first (explainer default)")
-    return maps.detach()
+from salmap.maps import check_maps
 
 
 def check_binary(masks: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:

@@ -14,24 +14,47 @@ import torch
 from torch import nn
 
 from salmap.errors import SalmapError
-from salmap.explainers.base import Explainer, MapsAndPrediction, Target, check_images, normalize_maps
+from salmap.explainers.base import Explainer, Explanation, normalize_maps
+from salmap.inputs import check_images
+from salmap.registry import register
+from salmap.targets import Target, TargetSpec, as_target
 
 from . import checkpoint
 from .adapters import adapt, build_backbone
 from .mapper import Mapper, build_mapper
 
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 
+
+@register("casm", "mapper")
 class CASM(Explainer):
-    """m(x) of a trained CASM: `explainer(x)` -> `(B, H, W)`; `target` is ignored (the mapper
-    needs no class), and `with_prediction(x)` also returns the classifier's logits."""
+    """Classifier-agnostic saliency mapper, trained against a pool of classifiers (Zolna 2019).
 
-    name = "casm"
+    m(x) of a trained CASM: `explainer(x)` -> `(B, H, W)`; `target` is ignored (the mapper
+    needs no class), and `with_prediction(x)` also returns the classifier's logits.
+    """
+
+    shipped = "casm_digits.pt"
+    floor = "forward"
 
     def __init__(self, classifier: nn.Module, mapper: Mapper, info: dict[str, Any] | None = None) -> None:
         super().__init__(classifier)
         self.staged = adapt(classifier)
         self.mapper = mapper
         self.info = dict(info or {})
+
+    @classmethod
+    def build(cls, model: nn.Module, *, checkpoint: str | Path | None = None, **_: Any) -> CASM:
+        """The mapper in `checkpoint`, on `model`'s device; it carries its own classifier."""
+        if checkpoint is None:
+            raise SalmapError(f"{cls.name} needs a trained checkpoint: pass --checkpoint PATH")
+        device = next(model.parameters(), torch.empty(0)).device
+        return cls.from_checkpoint(checkpoint, device)
+
+    @classmethod
+    def shipped_checkpoint(cls) -> Path:
+        """The checkpoint trained on the cluttered digits that ships with salmap."""
+        return WEIGHTS / cls.shipped
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> CASM:
@@ -60,17 +83,21 @@ class CASM(Explainer):
         return cls(classifier, mapper, info)
 
     def with_prediction(
-        self, x: torch.Tensor, target: Target = None, *, normalize: bool = True
-    ) -> MapsAndPrediction:
+        self, x: torch.Tensor, target: TargetSpec = None, *, normalize: bool = True
+    ) -> Explanation:
         """The maps (m(x) itself when `normalize` is False) and the classifier's logits, from one
-        forward pass of the classifier; `target` is ignored."""
+        forward pass of the classifier; the target is the classifier's top-1 class (the map does
+        not depend on it)."""
         x = check_images(x)
+        goal = as_target(target, x.shape[0])
         if self.model.training or self.mapper.training:
             raise SalmapError("put the classifier and the mapper in eval mode before explaining")
         with torch.no_grad():
             features = self.staged(x, features=True)
             maps = self.mapper(x, features).float()
-        return MapsAndPrediction(normalize_maps(maps) if normalize else maps, features.logits.float())
+        goal.resolve(features.logits)
+        logits = features.logits.float()
+        return Explanation(normalize_maps(maps) if normalize else maps, logits, goal)
 
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         if self.mapper.training:
@@ -78,14 +105,18 @@ class CASM(Explainer):
         with torch.no_grad():
             return self.mapper(x, self.staged(x, features=True))
 
-    def parameters(self) -> dict[str, Any]:
+    def settings(self) -> dict[str, Any]:
         return {key: value for key, value in self.info.items() if value is not None}
 
 
+@register("baseline", "mapper")
 class Baseline(CASM):
-    """The classifier-dependent Baseline: a `CASM` checkpoint trained with thinning F."""
+    """CASM's classifier-dependent Baseline: the mapper trained against one fixed classifier.
 
-    name = "baseline"
+    A `CASM` checkpoint trained with thinning F (Zolna et al. 2019).
+    """
+
+    shipped = "baseline_digits.pt"
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> Baseline:

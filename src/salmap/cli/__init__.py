@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from salmap.errors import SalmapError
 
-from . import attack, bench, demo, evaluate, explain, listing, train_casm, train_classifier, visualize_class
+from . import attack, demo, evaluate, explain, listing, speed, train_casm, train_classifier, visualize_class
 
-COMMANDS = (explain, demo, listing, evaluate, bench, train_classifier, visualize_class, attack, train_casm)
+COMMANDS = (explain, demo, listing, evaluate, speed, train_classifier, visualize_class, attack, train_casm)
 
 
 def build_parser() -> argparse.ArgumentParser:

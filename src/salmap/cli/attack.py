@@ -11,11 +11,11 @@ import torch
 from salmap.attack import (
     DEFAULT_EPS,
     DEFAULT_STEP,
-    SALIENCY_METHODS,
     AttackResult,
     attack_maps,
     attack_report,
     pgd,
+    saliency_methods,
 )
 from salmap.errors import SalmapError
 from salmap.images import find_images, load_image
@@ -37,8 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--method",
         default="cameras",
-        help=f"comma-separated saliency for the weights: {', '.join(SALIENCY_METHODS)}, or all "
-        "(default: cameras)",
+        help="comma-separated saliency for the weights: post-hoc methods of `salmap methods`, random "
+        "or none, or all of them (default: cameras, the paper's)",
     )
     parser.add_argument("--norm", choices=("linf", "l2"), default="linf", help="ball of the attack")
     parser.add_argument(
@@ -63,12 +63,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def parse_attack_methods(spec: str) -> list[str]:
     """Saliency method names from a comma-separated list or "all", with "none" first."""
-    names = [n.strip().lower() for n in spec.split(",") if n.strip()]
-    names = list(SALIENCY_METHODS) if names == ["all"] else names
-    unknown = [n for n in names if n not in SALIENCY_METHODS]
+    names = [n.strip().lower().replace("-", "_") for n in spec.split(",") if n.strip()]
+    known = saliency_methods()
+    names = known if names == ["all"] else names
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise SalmapError(
-            f"unknown method {', '.join(unknown) or spec!r}; choose from {', '.join(SALIENCY_METHODS)} or all"
+            f"unknown method {', '.join(unknown) or spec!r}; choose from {', '.join(known)} or all"
         )
     return ["none", *dict.fromkeys(n for n in names if n != "none")]
 

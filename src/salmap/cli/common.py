@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 import torch
+from torch import nn
 
 from salmap.errors import SalmapError
-from salmap.models import DEFAULT_MODEL
+from salmap.explainers import Explainer
+from salmap.models import DEFAULT_MODEL, LoadedModel
+from salmap.registry import make_explainer, methods, trained_checkpoints
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,3 +36,79 @@ def check_device(name: str) -> str:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SalmapError("CUDA is not available on this machine; use --device cpu")
     return name
+
+
+def add_method_settings(parser: argparse.ArgumentParser, speed: bool = False) -> None:
+    """`--<method>-<setting>` for every setting of every registered method (see `salmap
+    methods`); the speed benchmark's own defaults when `speed`."""
+    group = parser.add_argument_group("method settings")
+    for method in methods().values():
+        for option in method.options:
+            default = option.speed_default if speed and option.speed_default is not None else option.default
+            shown = "the method's" if default is None else default
+            flags = [option.flag(method.name)]
+            group.add_argument(
+                *flags,
+                dest=_dest(method.name, option.name),
+                type=option.type,
+                default=default,
+                metavar=option.type.__name__.upper(),
+                help=f"{method.name}: {option.help} (default: {shown})",
+            )
+            if option.alias:
+                group.add_argument(
+                    option.alias,
+                    dest=_dest(method.name, option.name),
+                    type=option.type,
+                    help=argparse.SUPPRESS,
+                )
+
+
+def _dest(method: str, option: str) -> str:
+    return f"setting__{method}__{option}"
+
+
+def method_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The settings given on the command line, by method (those left at None are left out)."""
+    settings: dict[str, dict[str, Any]] = {}
+    for method in methods().values():
+        for option in method.options:
+            value = getattr(args, _dest(method.name, option.name), None)
+            if value is not None:
+                settings.setdefault(method.name, {})[option.name] = value
+    return settings
+
+
+def add_explainer_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every command that builds explainers shares, and each method's settings."""
+    parser.add_argument(
+        "--layer", default=None, help="target layer of the layer methods (dotted module name)"
+    )
+    parser.add_argument(
+        "--output-key", default=None, help="field of a dict or object model output that holds the logits"
+    )
+    parser.add_argument(
+        "--checkpoint", default=None, help="trained checkpoint for one trained method (casm or baseline)"
+    )
+    add_method_settings(parser)
+
+
+def explainer_factory(
+    args: argparse.Namespace, loaded: LoadedModel, names: list[str]
+) -> Callable[[str, nn.Module], Explainer]:
+    """`build(name, model)`: the method's explainer with the command line's layer, output key,
+    checkpoint and settings (the model is the loaded one, or a copy of it)."""
+    checkpoints = trained_checkpoints(names, args.checkpoint, loaded.name)
+    settings = method_settings(args)
+
+    def build(name: str, model: nn.Module) -> Explainer:
+        return make_explainer(
+            name,
+            model,
+            layer=args.layer or loaded.target_layer,
+            output_key=args.output_key,
+            checkpoint=checkpoints.get(name),
+            **settings.get(name, {}),
+        )
+
+    return build

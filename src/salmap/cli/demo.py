@@ -10,8 +10,8 @@ from pathlib import Path
 from PIL import Image
 
 from salmap.explain_files import explain_files
-from salmap.methods import METHODS
 from salmap.models import DEFAULT_MODEL, load
+from salmap.registry import make_explainer, method_names
 
 PHOTOS = ("chelsea", "coffee", "rocket", "astronaut", "motorcycle")
 
@@ -47,11 +47,13 @@ def run(args: argparse.Namespace) -> int:
     loaded = load(DEFAULT_MODEL)
     with tempfile.TemporaryDirectory() as folder:
         photos = write_photos(Path(folder))
-        report = explain_files(
-            photos, loaded, list(METHODS), args.out, batch_size=5, overwrite=args.overwrite
-        )
+        explainers = {
+            name: make_explainer(name, loaded.model, layer=loaded.target_layer)
+            for name in method_names(False)
+        }
+        report = explain_files(photos, loaded, explainers, args.out, batch_size=5, overwrite=args.overwrite)
     for record in report.records:
-        if record["method"] == "gradcam":
+        if record["method"] == next(iter(explainers)):
             print(f"{Path(record['image']).stem:>12}: {record['target_name']} ({record['score']:.2f})")
     print(f"figure: {report.summary} ({time.perf_counter() - started:.1f} s)")
     return 0

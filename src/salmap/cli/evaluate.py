@@ -11,10 +11,10 @@ import torch
 from salmap import distributed
 from salmap.errors import SalmapError
 from salmap.evaluation import evaluate, parse_source, write_outputs
-from salmap.methods import make_explainer, parse_methods, trained_checkpoints
 from salmap.models import load
+from salmap.registry import parse_methods
 
-from .common import add_model_arguments, check_device
+from .common import add_explainer_arguments, add_model_arguments, check_device, explainer_factory
 
 OUTPUTS = ("report.md", "metrics.json", "metrics.csv", "gallery.png", "curves.png", "sanity.png")
 BENCHMARK_VARIANTS = ("single", "twin")
@@ -26,15 +26,9 @@ def _add_common(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     parser.add_argument("--batch-size", type=int, default=32, help="images per batch (default: 32)")
     parser.add_argument("--sanity-images", type=int, default=4, help="images for the sanity check (0: skip)")
-    parser.add_argument("--samples", type=int, default=50, help="SmoothGrad's noisy copies (default: 50)")
-    parser.add_argument("--scales", type=int, default=8, help="CAMERAS's input sizes (default: 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated digits (default: 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    parser.add_argument(
-        "--checkpoint",
-        default=None,
-        help="trained checkpoint for --method casm or baseline (digits: shipped)",
-    )
+    add_explainer_arguments(parser)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -75,15 +69,13 @@ def _evaluate_one(
         raise SalmapError(f"--limit must be >= 1, got {args.limit}")
     loaded = load(model_name, arch=getattr(args, "arch", None), device=str(device))
     methods = parse_methods(args.method, trained=args.checkpoint is not None or loaded.name == "digits_cnn")
-    checkpoints = trained_checkpoints(methods, args.checkpoint, loaded.name)
+    build = explainer_factory(args, loaded, methods)
     source = parse_source(data, loaded, args.limit, seed=args.seed)
     started = time.perf_counter()
     evaluation = evaluate(
         loaded,
         methods,
-        lambda name, model: make_explainer(
-            name, model, loaded.target_layer, args.samples, args.scales, checkpoints.get(name)
-        ),
+        build,
         source,
         batch_size=args.batch_size,
         sanity_images=args.sanity_images,

@@ -7,10 +7,10 @@ import sys
 
 from salmap import distributed
 from salmap.explain_files import explain_files
-from salmap.methods import parse_methods, trained_checkpoints
 from salmap.models import load
+from salmap.registry import parse_methods
 
-from .common import add_model_arguments, check_device
+from .common import add_explainer_arguments, add_model_arguments, check_device, explainer_factory
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,15 +29,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--target", default=None, help="class index or name (default: each image's top-1 class)"
     )
-    parser.add_argument(
-        "--layer", default=None, help="target layer for CAM-style methods (dotted module name)"
-    )
-    parser.add_argument("--samples", type=int, default=50, help="SmoothGrad's noisy copies (default: 50)")
-    parser.add_argument("--scales", type=int, default=8, help="CAMERAS's input sizes (default: 8)")
-    parser.add_argument("--checkpoint", default=None, help="trained checkpoint for --method casm or baseline")
     parser.add_argument("--out", default="salmap-output", help="output directory (default: salmap-output)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch (default: 8)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_explainer_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -45,19 +40,15 @@ def run(args: argparse.Namespace) -> int:
     with distributed.session(check_device(args.device)) as device:
         loaded = load(args.model, arch=args.arch, device=str(device))
         methods = parse_methods(args.method)
-        checkpoints = trained_checkpoints(methods, args.checkpoint, loaded.name)
+        build = explainer_factory(args, loaded, methods)
         report = explain_files(
             args.inputs,
             loaded,
-            methods,
+            {name: build(name, loaded.model) for name in methods},
             args.out,
             target=args.target,
             batch_size=args.batch_size,
             overwrite=args.overwrite,
-            layer=args.layer,
-            samples=args.samples,
-            scales=args.scales,
-            checkpoints=checkpoints,
         )
     if report.results is None:
         return 0

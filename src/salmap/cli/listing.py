@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from salmap.methods import METHODS, TRAINED_METHODS
 from salmap.models import builtin_models
+from salmap.registry import methods
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,8 +16,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def list_methods(_args: argparse.Namespace) -> int:
-    for name, description in {**METHODS, **TRAINED_METHODS}.items():
-        print(f"{name:<16} {description}")
+    """One line per method (trained mappers marked), then its settings and their options."""
+    for name, method in methods().items():
+        trained = " [trained: needs --checkpoint]" if method.trained else ""
+        print(f"{name:<16} {method.description}{trained}")
+        for option in method.options:
+            default = "" if option.default is None else f" (default: {option.default})"
+            print(f"{'':<16}   {option.flag(name)}: {option.help}{default}")
     return 0
 
 

@@ -38,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from salmap.visualize import save_class_grid, visualize_class
+    from salmap.class_models import save_class_grid, visualize_class
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from salmap import metrics
-from salmap.localize import draw_boxes
+from salmap.boxes import draw_boxes
 
 from .runner import Evaluation, MethodResults
 

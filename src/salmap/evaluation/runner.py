@@ -11,11 +11,11 @@ from torch import nn
 from tqdm import tqdm
 
 from salmap import distributed, metrics
+from salmap.boxes import cam_rule_boxes, casm_rule_boxes, graphcut_boxes
 from salmap.explainers import Explainer
-from salmap.localize import cam_rule_boxes, casm_rule_boxes, graphcut_boxes
 from salmap.masks import discretize
-from salmap.methods import TRAINED_METHODS
 from salmap.models import LoadedModel
+from salmap.registry import method
 
 from .sources import EvalBatch, EvalSource
 
@@ -210,7 +210,7 @@ def evaluate(
                 _classification(result, loaded, batch, maps.to(device), source.fill)
                 if room > 0:
                     result.gallery.append((maps[:room], casm_rule_boxes(maps[:room])))
-                if number == 0 and sanity_images > 0 and name not in TRAINED_METHODS:
+                if number == 0 and sanity_images > 0 and not method(name).trained:
                     result.sanity = metrics.cascading_randomization(
                         model,
                         lambda m, name=name: make_explainer(name, m),

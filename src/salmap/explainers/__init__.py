@@ -1,6 +1,9 @@
-"""Saliency methods behind one call: `explainer(images, target=None) -> (B, H, W)` maps."""
+"""Saliency methods behind one call: `explainer(images, target=None) -> (B, H, W)` maps.
 
-from .base import Explainer, MapsAndPrediction, logits_of, normalize_maps
+Importing this package registers every method (see `salmap.registry`).
+"""
+
+from .base import Explainer, Explanation, LayerExplainer, normalize_maps
 from .cam import CAM
 from .cameras import CAMERAS
 from .gradcam import GradCAM
@@ -12,11 +15,11 @@ __all__ = [
     "CAM",
     "CAMERAS",
     "Explainer",
+    "Explanation",
     "GradCAM",
     "Gradient",
     "GuidedBackprop",
-    "MapsAndPrediction",
+    "LayerExplainer",
     "SmoothGrad",
-    "logits_of",
     "normalize_maps",
 ]

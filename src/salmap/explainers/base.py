@@ -1,131 +1,94 @@
-"""The shared base of every explainer: input checks, target selection, normalisation."""
+"""The shared base of every explainer: input checks, targets, normalisation, and the layer
+methods' layer lookup."""
 
 from __future__ import annotations
 
-import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from salmap.errors import SalmapError
+from salmap.inputs import check_images, gradients_enabled
+from salmap.layers import LayerSpec, resolve_layer
+from salmap.maps import normalize_maps
+from salmap.targets import OutputReader, Target, TargetSpec, as_target
 
-Target = int | torch.Tensor | list[int] | None
+
+def uncompiled(model: nn.Module) -> nn.Module:
+    """The module behind a `torch.compile` result (hooks and layer names live there)."""
+    return getattr(model, "_orig_mod", model) if type(model).__name__ == "OptimizedModule" else model
 
 
-class MapsAndPrediction(NamedTuple):
-    """Maps `(B, H, W)` and the model's logits `(B, classes)` for the same images."""
+class Explanation(NamedTuple):
+    """Maps `(B, H, W)`, the model's logits `(B, classes)` for the same images (None when the
+    output holds none) and the target each map explains, resolved (`target.describe(i)`)."""
 
     maps: torch.Tensor
-    logits: torch.Tensor
-
-
-def logits_of(output: Any) -> torch.Tensor:
-    """The logits in a model's output: a tensor, the first tensor of a tuple or list,
-    `output["logits"]` (or the first tensor value) of a dict, or `output.logits`."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, dict):
-        if isinstance(output.get("logits"), torch.Tensor):
-            return output["logits"]
-        output = list(output.values())
-    elif isinstance(getattr(output, "logits", None), torch.Tensor):
-        return output.logits
-    if isinstance(output, (tuple, list)):
-        for item in output:
-            if isinstance(item, torch.Tensor):
-                return item
-    raise SalmapError(f"the model returned {type(output).__name__}, which holds no logits tensor")
-
-
-def check_images(x: torch.Tensor) -> torch.Tensor:
-    """Check that `x` is a float batch `(B, C, H, W)` and return it detached from any graph."""
-    if not isinstance(x, torch.Tensor):
-        raise SalmapError(f"images must be a tensor (B, C, H, W), got {type(x).__name__}")
-    if x.dim() != 4:
-        raise SalmapError(f"images must have shape (B, C, H, W), got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise SalmapError(f"images must be a float tensor normalised for the model, got {x.dtype}")
-    if x.shape[0] == 0:
-        raise SalmapError("images hold an empty batch")
-    if x.is_inference():
-        with torch.inference_mode(False):
-            return x.clone()
-    return x.detach()
-
-
-def target_indices(target: Target, logits: torch.Tensor) -> torch.Tensor:
-    """One class index per image: the top-1 class when `target` is None, else the given ones."""
-    batch, classes = logits.shape[0], logits.shape[-1]
-    if target is None:
-        return logits.detach().argmax(dim=-1)
-    if isinstance(target, int):
-        indices = torch.full((batch,), target, dtype=torch.long, device=logits.device)
-    else:
-        indices = torch.as_tensor(target, device=logits.device).long().flatten()
-        if indices.numel() == 1:
-            indices = indices.expand(batch)
-        if indices.numel() != batch:
-            raise SalmapError(f"got {indices.numel()} targets for a batch of {batch} images")
-    if bool(((indices < 0) | (indices >= classes)).any()):
-        raise SalmapError(f"target class out of range: the model has {classes} classes (0..{classes - 1})")
-    return indices
-
-
-def class_scores(logits: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    """The pre-softmax score of each image's class, `(B,)`."""
-    if logits.dim() != 2:
-        raise SalmapError(f"the model must return logits of shape (B, classes), got {tuple(logits.shape)}")
-    return logits.gather(1, indices.view(-1, 1)).squeeze(1)
-
-
-def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
-    """Scale each map of a `(B, H, W)` batch to [0, 1]: (m - min) / (max - min), zero when flat."""
-    flat = maps.flatten(1)
-    low = flat.min(dim=1).values.view(-1, 1, 1)
-    span = flat.max(dim=1).values.view(-1, 1, 1) - low
-    return torch.where(span > 0, (maps - low) / span.clamp_min(torch.finfo(maps.dtype).tiny), 0.0)
-
-
-@contextlib.contextmanager
-def gradients_enabled() -> Iterator[None]:
-    """Turn autograd on inside `torch.no_grad()` or `torch.inference_mode()` callers."""
-    with torch.inference_mode(False), torch.enable_grad():
-        yield
+    logits: torch.Tensor | None
+    target: Target
 
 
 class Explainer(ABC):
     """A saliency method: `explainer(x, target=None) -> (B, H, W)` maps in [0, 1].
 
     `x` is a batch `(B, C, H, W)` normalised for the model; `target` is None (each image's
-    top-1 class), an int, or one class per image. `normalize=False` returns the raw map.
+    top-1 class), an int, one class per image, a set of classes per image or a function of the
+    model's output (see `salmap.targets`). `normalize=False` returns the raw map. `output_key`
+    names the field of a dict or object output that holds the logits.
     """
 
     name: str = "explainer"
+    # the arithmetic floor of one pass, for the speed benchmark: "input_gradient" (a forward and a
+    # backward to the input), "layer_gradient" (a backward that stops at a layer) or "forward"
+    floor: str = "input_gradient"
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, output_key: str | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise SalmapError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        self.model = model
+        self.model = uncompiled(model)
+        self.read_logits = OutputReader(output_key)
 
-    def __call__(self, x: torch.Tensor, target: Target = None, *, normalize: bool = True) -> torch.Tensor:
+    @classmethod
+    def build(
+        cls,
+        model: nn.Module,
+        *,
+        layer: LayerSpec = None,
+        output_key: str | None = None,
+        checkpoint: str | Path | None = None,
+        **settings: Any,
+    ) -> Explainer:
+        """The explainer for `model` from the registry's arguments; `layer` and `checkpoint` are
+        read by the methods that use them."""
+        return cls(model, output_key=output_key, **settings)
+
+    def __call__(self, x: torch.Tensor, target: TargetSpec = None, *, normalize: bool = True) -> torch.Tensor:
+        return self.explanation(x, target, normalize=normalize).maps
+
+    def explanation(
+        self, x: torch.Tensor, target: TargetSpec = None, *, normalize: bool = True
+    ) -> Explanation:
+        """The maps and the target they explain, resolved; `logits` is None here (see
+        `with_prediction`)."""
         x = check_images(x)
         if self.model.training:
             raise SalmapError("put the model in eval mode (model.eval()) before explaining it")
+        goal = as_target(target, x.shape[0])
         with gradients_enabled():
-            maps = self.explain(x, target)
+            maps = self.explain(x, goal)
         maps = maps.detach().float()
-        return normalize_maps(maps) if normalize else maps
+        return Explanation(normalize_maps(maps) if normalize else maps, None, goal)
 
     def with_prediction(
-        self, x: torch.Tensor, target: Target = None, *, normalize: bool = True
-    ) -> MapsAndPrediction:
-        """The maps and the model's logits for `x`. The logits come from the method's own forward
-        pass on `x` where it makes one (every method but SmoothGrad with a given target and
-        mappers that bypass `model.forward`), so knowing the class and its score costs nothing
-        more; otherwise from one extra forward pass."""
+        self, x: torch.Tensor, target: TargetSpec = None, *, normalize: bool = True
+    ) -> Explanation:
+        """The maps, the model's logits for `x` and the resolved target. The logits come from the
+        method's own forward pass on `x` where it makes one (every method but SmoothGrad with a
+        given target and mappers that bypass `model.forward`), so knowing the class and its score
+        costs nothing more; otherwise from one extra forward pass."""
         x = check_images(x)
         captured: list[torch.Tensor] = []
 
@@ -137,19 +100,23 @@ class Explainer(ABC):
                 and first.shape == x.shape
                 and first.data_ptr() == x.data_ptr()
             ):
-                captured.append(logits_of(output).detach())
+                captured.append(self.read_logits(output).detach())
 
         scripted = isinstance(self.model, torch.jit.ScriptModule)
         handle = None if scripted else self.model.register_forward_hook(keep)
         try:
-            maps = self(x, target, normalize=normalize)
+            explanation = self.explanation(x, target, normalize=normalize)
         finally:
             if handle is not None:
                 handle.remove()
         if not captured:
             with torch.no_grad():
-                captured.append(logits_of(self.model(x)))
-        return MapsAndPrediction(maps, captured[0].float())
+                captured.append(self.read_logits(self.model(x)))
+        return explanation._replace(logits=captured[0].float())
+
+    def score(self, target: Target) -> Any:
+        """`output -> (B,)` scores of `target`, reading logits the way this explainer does."""
+        return lambda output: target.scores(output, self.read_logits)
 
     def __enter__(self) -> Explainer:
         """Explainers hold no hooks between calls; `with` is accepted for peers' habits."""
@@ -162,25 +129,67 @@ class Explainer(ABC):
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         """The raw maps `(B, H, W)` for checked images `x`, autograd enabled."""
 
-    def parameters(self) -> dict[str, Any]:
+    def settings(self) -> dict[str, Any]:
         """The method's settings, as written next to each map."""
         return {}
 
+    def floor_passes(self, x: torch.Tensor) -> list[tuple[int, int]]:
+        """The input size of each pass of the `floor` kind that explaining `x` takes at least."""
+        return [(x.shape[-2], x.shape[-1])]
+
+    def choices(self) -> dict[str, str]:
+        """The choices made for the user (output field, layer), to be shown."""
+        return {"output": self.read_logits.choice} if self.read_logits.choice else {}
+
     def __repr__(self) -> str:
-        settings = ", ".join(f"{key}={value!r}" for key, value in self.parameters().items())
+        settings = ", ".join(f"{key}={value!r}" for key, value in self.settings().items())
         return f"{type(self).__name__}({settings})"
 
 
-def resolve_targets(model: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
-    """One class index per image: the given ones (their range is checked where the scores are
-    read), or the top-1 classes from a forward pass without gradient when `target` is None."""
-    if target is not None:
-        indices = torch.as_tensor(target, device=x.device).long().flatten()
-        if indices.numel() == 1:
-            indices = indices.expand(x.shape[0])
-        if indices.numel() != x.shape[0]:
-            raise SalmapError(f"got {indices.numel()} targets for a batch of {x.shape[0]} images")
-        return indices
-    with torch.no_grad():
-        logits = logits_of(model(x))
-    return target_indices(None, logits)
+class LayerExplainer(Explainer):
+    """An explainer that reads one layer: given by dotted name, module, or found automatically
+    (the last module with a spatial output)."""
+
+    floor = "layer_gradient"
+
+    def __init__(self, model: nn.Module, layer: LayerSpec = None, output_key: str | None = None) -> None:
+        super().__init__(model, output_key)
+        self._layer_spec = layer
+        self.layer_name: str | None = None
+        self._module: nn.Module | None = None
+
+    @classmethod
+    def build(
+        cls,
+        model: nn.Module,
+        *,
+        layer: LayerSpec = None,
+        output_key: str | None = None,
+        checkpoint: str | Path | None = None,
+        **settings: Any,
+    ) -> Explainer:
+        return cls(model, layer, output_key=output_key, **settings)
+
+    def layer(self, x: torch.Tensor) -> nn.Module:
+        """The target module, resolved on first use."""
+        if self._module is None:
+            self.layer_name, self._module = resolve_layer(self.model, self._layer_spec, x)
+        return self._module
+
+    def settings(self) -> dict[str, Any]:
+        return {"layer": self.layer_name or self._layer_spec}
+
+    def choices(self) -> dict[str, str]:
+        chosen = super().choices()
+        if self.layer_name is not None:
+            chosen["layer"] = self.layer_name + (" (auto)" if self._layer_spec is None else "")
+        return chosen
+
+
+def resolve_top1(explainer: Explainer, x: torch.Tensor, target: Target) -> Target:
+    """`target` with its top-1 classes fixed by a forward pass without gradient on `x` when none
+    were given (a score function or given classes need no pass)."""
+    if target.kind == "top1":
+        with torch.no_grad():
+            target.resolve(explainer.read_logits(explainer.model(x)))
+    return target

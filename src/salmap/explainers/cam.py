@@ -8,10 +8,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from salmap.errors import SalmapError
+from salmap.layers import LayerSpec
+from salmap.registry import register
+from salmap.targets import Target
 
-from .base import Target, logits_of, target_indices
-from .gradcam import LayerExplainer
-from .layers import LayerSpec
+from .base import LayerExplainer
 
 NOT_GAP_LINEAR = (
     "CAM needs global average pooling of the target layer followed by one linear layer "
@@ -19,21 +20,25 @@ NOT_GAP_LINEAR = (
 )
 
 
+@register("cam", "cam")
 class CAM(LayerExplainer):
-    """map = sum_k w_k^c A_k, with A the last convolutional features and w^c the row of the
-    final linear layer for class c; the model must be GAP + linear (Zhou et al. 2016).
+    """Class activation mapping: sum_k w_k^c A_k for GAP + linear models (Zhou et al. 2016).
 
-    Forward pass only. The first call checks that the linear layer's input is the spatial mean
-    of A and that its output is the logits, and fails clearly otherwise.
+    A are the last convolutional features and w^c the row of the final linear layer for class c
+    (the sum of the rows of a class set). Forward pass only. The first call checks that the
+    linear layer's input is the spatial mean of A and that its output is the logits, and fails
+    clearly otherwise.
     """
 
-    name = "cam"
+    floor = "forward"
 
-    def __init__(self, model: nn.Module, layer: LayerSpec = None) -> None:
-        super().__init__(model, layer)
+    def __init__(self, model: nn.Module, layer: LayerSpec = None, output_key: str | None = None) -> None:
+        super().__init__(model, layer, output_key)
         self.checked = False
 
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        if target.kind == "score":
+            raise SalmapError("CAM explains class scores; use a gradient method for a score function")
         module = self.layer(x)
         features: list[torch.Tensor] = []
         linear_calls: list[tuple[nn.Linear, torch.Tensor, torch.Tensor]] = []
@@ -50,7 +55,7 @@ class CAM(LayerExplainer):
         ]
         try:
             with torch.inference_mode():
-                logits = logits_of(self.model(x))
+                logits = self.read_logits(self.model(x))
         finally:
             for handle in handles:
                 handle.remove()
@@ -68,7 +73,8 @@ class CAM(LayerExplainer):
             ):
                 raise SalmapError(NOT_GAP_LINEAR)
             self.checked = True
+        target.resolve(logits)
         with torch.no_grad():
-            weights = linear.weight[target_indices(target, logits)]
+            weights = target.weights(logits.shape[-1], logits.device, linear.weight.dtype) @ linear.weight
             cam = torch.einsum("bk,bkhw->bhw", weights.to(activations.dtype), activations)
             return F.interpolate(cam[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]

@@ -11,10 +11,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from salmap.errors import SalmapError
+from salmap.layers import LayerSpec, layer_activations_and_gradients
+from salmap.registry import Option, register
+from salmap.targets import Target
 
-from .base import Target, resolve_targets
-from .gradcam import LayerExplainer, layer_activations_and_gradients
-from .layers import LayerSpec
+from .base import LayerExplainer, resolve_top1
 
 
 def _upsample(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -44,8 +45,18 @@ class _UpsampledSum:
         return self.rows @ torch.cat(widened, dim=-2)
 
 
+@register(
+    "cameras",
+    "cam",
+    options=[
+        Option("steps", int, 8, "input sizes, from the input size up", alias="--scales"),
+        Option("step_size", int, None, "pixels added per size (default: 100 per 224 px of input height)"),
+    ],
+)
 class CAMERAS(LayerExplainer):
-    """For each input size s: A_s, G_s = activations of the layer and dy_l/dA_s for x resized to
+    """CAMERAS: activations and gradients fused over several input sizes (Jalwana et al. 2021).
+
+    For each input size s: A_s, G_s = activations of the layer and dy_l/dA_s for x resized to
     s, both upsampled bilinearly to the input size; with mean(.) over the kept sizes,
     map = ReLU(sum_k mean(A_s)_k * mean(G_s)_k), element-wise (Jalwana et al. 2021).
 
@@ -58,8 +69,6 @@ class CAMERAS(LayerExplainer):
     as many channels as fit 2^24 values of the upsampled maps, to keep the kernels few and large).
     """
 
-    name = "cameras"
-
     def __init__(
         self,
         model: nn.Module,
@@ -68,8 +77,9 @@ class CAMERAS(LayerExplainer):
         steps: int = 8,
         step_size: int | None = None,
         channel_chunk: int | None = None,
+        output_key: str | None = None,
     ) -> None:
-        super().__init__(model, layer)
+        super().__init__(model, layer, output_key)
         if sizes is not None and (len(sizes) == 0 or min(sizes) < 1):
             raise SalmapError("CAMERAS sizes must be a non-empty list of positive pixel sizes")
         if steps < 1 or (step_size is not None and step_size < 0) or (channel_chunk or 1) < 1:
@@ -86,22 +96,27 @@ class CAMERAS(LayerExplainer):
         step = self.step_size if self.step_size is not None else round(100 * height / 224)
         return [(height + k * step, width + k * step) for k in range(self.steps)]
 
+    def floor_passes(self, x: torch.Tensor) -> list[tuple[int, int]]:
+        return self.input_sizes(x.shape[-2], x.shape[-1])
+
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         size = (x.shape[-2], x.shape[-1])
         module = self.layer(x)
-        indices = resolve_targets(self.model, x, target)
+        top1 = target.kind == "top1"
+        target = resolve_top1(self, x, target)
+        score = self.score(target)
         kept_activations: list[torch.Tensor] = []
         kept_gradients: list[torch.Tensor] = []
         weights: list[torch.Tensor] = []
         for scaled_size in self.input_sizes(*size):
             scaled = x if scaled_size == size else _upsample(x, scaled_size)
-            activations, gradients, logits = layer_activations_and_gradients(
-                self.model, module, scaled, indices
+            activations, gradients, output = layer_activations_and_gradients(
+                self.model, module, scaled, score
             )
             keep = (
-                torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
-                if target is not None
-                else (logits.argmax(dim=1) == indices).to(x.dtype)
+                (self.read_logits(output).argmax(dim=1) == target.classes).to(x.dtype)
+                if top1
+                else torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
             )
             kept_activations.append(activations)
             kept_gradients.append(gradients)
@@ -124,9 +139,9 @@ class CAMERAS(LayerExplainer):
             cam += mean_a.mul_(mean_g).sum(dim=1)
         return F.relu(cam / count.view(-1, 1, 1) ** 2)
 
-    def parameters(self) -> dict[str, Any]:
+    def settings(self) -> dict[str, Any]:
         return {
-            **super().parameters(),
+            **super().settings(),
             "sizes": self.sizes,
             "steps": self.steps,
             "step_size": self.step_size,

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 
-from .base import Explainer, Target, class_scores, logits_of, target_indices
+from salmap.registry import register
+from salmap.targets import Target
+
+from .base import Explainer
 
 
-def input_gradient(model: torch.nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
-    """w = dS_c/dI: the gradient of each image's pre-softmax class score with respect to the
-    input, `(B, C, H, W)`. Parameter gradients are never computed."""
+def input_gradient(
+    model: torch.nn.Module, x: torch.Tensor, score: Callable[[Any], torch.Tensor]
+) -> torch.Tensor:
+    """w = dS/dI: the gradient of each image's score (`score(output)`, `(B,)`) with respect to
+    the input, `(B, C, H, W)`. Parameter gradients are never computed."""
     x = x.detach().requires_grad_(True)
-    logits = logits_of(model(x))
-    scores = class_scores(logits, target_indices(target, logits))
-    (grad,) = torch.autograd.grad(scores.sum(), x)
+    (grad,) = torch.autograd.grad(score(model(x)).sum(), x)
     return grad
 
 
+@register("gradient", "gradient")
 class Gradient(Explainer):
-    """map = max over colour channels of |dS_c/dI| (Simonyan et al. 2013)."""
-
-    name = "gradient"
+    """Gradient saliency: max over colour channels of |dS_c/dI| (Simonyan et al. 2013)."""
 
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
-        return input_gradient(self.model, x, target).abs().amax(dim=1)
+        return input_gradient(self.model, x, self.score(target)).abs().amax(dim=1)

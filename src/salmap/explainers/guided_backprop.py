@@ -18,8 +18,10 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from salmap.errors import SalmapError
+from salmap.registry import register
+from salmap.targets import Target
 
-from .base import Explainer, Target
+from .base import Explainer
 from .gradient import input_gradient
 
 
@@ -132,14 +134,16 @@ def guided_rectifier_modules(model: nn.Module) -> Iterator[None]:
             handle.remove()
 
 
+@register("guided_backprop", "gradient")
 class GuidedBackprop(Explainer):
-    """map = max over colour channels of |guided gradient|: the gradient of the class score
-    where every ReLU passes back only positive gradients at positive inputs (Springenberg 2014)."""
+    """Guided backpropagation: max over colour channels of |guided gradient| (Springenberg 2014).
 
-    name = "guided_backprop"
+    The gradient of the class score where every ReLU passes back only positive gradients at
+    positive inputs.
+    """
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__(model)
+    def __init__(self, model: nn.Module, output_key: str | None = None) -> None:
+        super().__init__(model, output_key)
         self.functional_rectifiers: bool | None = None
 
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
@@ -148,5 +152,5 @@ class GuidedBackprop(Explainer):
         if self.functional_rectifiers is None:
             self.functional_rectifiers = has_functional_rectifiers(self.model, x[:1])
         with GuidedRectifiers() if self.functional_rectifiers else guided_rectifier_modules(self.model):
-            grad = input_gradient(self.model, x, target)
+            grad = input_gradient(self.model, x, self.score(target))
         return grad.abs().amax(dim=1)

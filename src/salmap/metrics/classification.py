@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from salmap.errors import SalmapError
-from salmap.explainers.base import logits_of
 from salmap.masks import (
     check_binary,
     inpaint_masked_out,
@@ -23,6 +22,7 @@ from salmap.masks import (
     to_normalized,
     to_pixels,
 )
+from salmap.targets import logits_of
 
 VARIANTS = ("masked_in", "masked_out", "inpainted")
 MASK_KINDS = ("map", "zeros", "ones", "random")

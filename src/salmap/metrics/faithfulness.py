@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from salmap.errors import SalmapError
-from salmap.explainers.base import Target, logits_of, target_indices
-from salmap.masks import check_maps
+from salmap.maps import check_maps
+from salmap.targets import TargetSpec as Target
+from salmap.targets import logits_of, target_indices
 
 
 @dataclass

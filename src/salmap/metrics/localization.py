@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
+from salmap.boxes import as_box_list, check_boxes, largest_component_box
 from salmap.errors import SalmapError
-from salmap.localize import as_box_list, check_boxes, largest_component_box
-from salmap.masks import check_maps
+from salmap.maps import check_maps
 
 GroundTruth = torch.Tensor | Sequence[torch.Tensor]
 

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 
 from salmap.errors import SalmapError
-from salmap.masks import check_binary, check_maps
+from salmap.maps import check_maps
+from salmap.masks import check_binary
 from salmap.metrics.ranking import average_ranks
 
 

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import torch
 
+from salmap.boxes import as_box_list
 from salmap.errors import SalmapError
-from salmap.localize import as_box_list
-from salmap.masks import check_maps
+from salmap.maps import check_maps
 
 
 def map_peaks(maps: torch.Tensor) -> torch.Tensor:

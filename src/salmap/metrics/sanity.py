@@ -20,8 +20,10 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from salmap.errors import SalmapError
-from salmap.explainers.base import Target, logits_of, normalize_maps, target_indices
+from salmap.maps import normalize_maps
 from salmap.metrics.ranking import spearman
+from salmap.targets import TargetSpec as Target
+from salmap.targets import logits_of, target_indices
 
 ExplainerFactory = Callable[[nn.Module], Callable[..., torch.Tensor]]
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from salmap.masks import check_maps
+from salmap.maps import check_maps
 
 
 def mask_mean(maps: torch.Tensor) -> torch.Tensor:

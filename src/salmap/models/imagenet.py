@@ -173,7 +173,7 @@ def _wrap(
     class_names: list[str],
     interpolation: str,
 ) -> LoadedModel:
-    from salmap.explainers.layers import find_last_spatial_layer
+    from salmap.layers import find_last_spatial_layer
 
     model.eval()
     probe = torch.zeros(1, 3, *crop)
@@ -229,7 +229,7 @@ def _state_dict_model(path: Path, arch: str) -> nn.Module:
 def load_checkpoint(path: Path, arch: str | None) -> LoadedModel:
     """A user's classifier: a TorchScript file, or a state dict for the architecture `arch`
     (read with `weights_only=True`: no code runs from the file). ImageNet preprocessing."""
-    from salmap.explainers.base import logits_of
+    from salmap.targets import logits_of
 
     if not path.is_file():
         raise SalmapError(f"checkpoint {path} does not exist")

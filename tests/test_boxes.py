@@ -2,7 +2,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from salmap.localize import (
+from salmap.boxes import (
     as_box_list,
     cam_rule_boxes,
     casm_rule_boxes,

@@ -13,8 +13,9 @@ from torch import nn
 from tqdm import tqdm
 
 from salmap.errors import SalmapError
-from salmap.explainers.base import gradients_enabled, logits_of
+from salmap.inputs import gradients_enabled
 from salmap.models.transforms import IMAGENET_MEAN, IMAGENET_STD
+from salmap.targets import logits_of
 
 
 @dataclass

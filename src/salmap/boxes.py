@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from salmap.errors import SalmapError
-from salmap.masks import check_maps, discretize
+from salmap.maps import check_maps
+from salmap.masks import discretize
 
 Box = tuple[int, int, int, int]
 

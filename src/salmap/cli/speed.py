@@ -1,4 +1,4 @@
-"""`salmap bench`: speed and memory of every method against its floor and the peer libraries."""
+"""`salmap speed`: speed and memory of every method against its floor and the peer libraries."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 
 from salmap.errors import SalmapError
+from salmap.registry import method_names, parse_methods
 
-from .common import check_device
+from .common import add_method_settings, check_device, method_settings
 
 MODELS = ("resnet50", "efficientnet_lite0")
-METHODS = ("gradient", "guided_backprop", "smoothgrad", "cam", "gradcam", "cameras", "casm")
 
 
 def _names(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -28,44 +28,60 @@ def _integers(text: str, option: str) -> list[int]:
         raise SalmapError(f"{option} must be comma-separated integers, got {text!r}") from None
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "bench",
-        help="time every method against its floor and the peer libraries",
-        description="Per model, batch size and method: time per image, peak memory, the ratio to the "
-        "arithmetic floor (forward + backward to the input or the layer) and to the fastest peer "
-        "(captum, pytorch-grad-cam, torchcam). Writes OUT/speed-<device>.json and .md.",
-    )
+def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default=",".join(MODELS), help=f"default: {','.join(MODELS)}")
     parser.add_argument("--batches", default="1,8,32", help="batch sizes (default: 1,8,32)")
-    parser.add_argument("--methods", default=",".join(METHODS), help="methods (default: all post-hoc)")
+    parser.add_argument(
+        "--methods",
+        default="all",
+        help="methods, or all: every method of `salmap methods` (trained mappers with a fresh decoder)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (median)")
-    parser.add_argument("--samples", type=int, default=10, help="SmoothGrad's noisy copies (default: 10)")
     parser.add_argument(
         "--memory-samples",
         default="10,50,200",
         help="SmoothGrad copies for the peak-memory table ('' to skip; default: 10,50,200)",
     )
     parser.add_argument("--out", default="benchmarks/results", help="output directory")
+    add_method_settings(parser, speed=True)
     parser.set_defaults(run=run)
 
 
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    description = (
+        "Per model, batch size and method: time per image, peak memory, the ratio to the "
+        "arithmetic floor (forward + backward to the input or the layer, or forward passes) and to "
+        "the fastest peer (captum, pytorch-grad-cam, torchcam). Writes OUT/speed-<device>.json and .md."
+    )
+    _configure(
+        subparsers.add_parser(
+            "speed",
+            help="time every method against its floor and the peer libraries",
+            description=description,
+        )
+    )
+    _configure(
+        subparsers.add_parser("bench", description=f"The former name of `salmap speed`. {description}")
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    from salmap.bench import markdown, memory_markdown, run_benchmark
+    from salmap.speed import markdown, memory_markdown, run_benchmark
 
     batches = _integers(args.batches, "--batches")
     memory_samples = _integers(args.memory_samples, "--memory-samples") if args.memory_samples else []
-    if not batches or min(batches + memory_samples) < 1 or args.repeats < 1 or args.samples < 1:
-        raise SalmapError("batch sizes, --memory-samples, --repeats and --samples must be >= 1")
+    if not batches or min(batches + memory_samples) < 1 or args.repeats < 1:
+        raise SalmapError("batch sizes, --memory-samples and --repeats must be >= 1")
+    methods = method_names() if args.methods.strip() == "all" else parse_methods(args.methods, trained=True)
     rows, memory = run_benchmark(
         Path(args.out),
         _names(args.models, MODELS, "model"),
         batches,
-        _names(args.methods, METHODS, "method"),
+        methods,
         check_device(args.device),
         args.repeats,
-        args.samples,
+        method_settings(args),
         tuple(memory_samples),
     )
     print(markdown(rows))

@@ -5,9 +5,9 @@ import torch
 from conftest import tiny_loaded
 from torch import nn
 
+from salmap.class_models import visualize_class
 from salmap.cli import main
 from salmap.errors import SalmapError
-from salmap.visualize import visualize_class
 
 GREY = {"input_size": (16, 16), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25), "progress": False}
 

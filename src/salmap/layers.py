@@ -1,10 +1,12 @@
-"""Finding a target layer and capturing its activations and gradients with hooks."""
+"""Finding a target layer, and capturing its activations and the gradients of a score with
+respect to them (the backward pass stops at the layer)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -107,3 +109,16 @@ def capture_layer(module: nn.Module) -> Iterator[Capture]:
     finally:
         torch.set_grad_enabled(previous)
         handle.remove()
+
+
+def layer_activations_and_gradients(
+    model: nn.Module, module: nn.Module, x: torch.Tensor, score: Callable[[Any], torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """A = the layer's activations, G = d score / dA (backward stopped at the layer), and the
+    model's output, for one forward pass of `x`; `score(output)` gives one score per image."""
+    with capture_layer(module) as capture:
+        output = model(x)
+    scores = score(output)
+    activations = capture.value
+    (gradients,) = torch.autograd.grad(scores.sum(), activations)
+    return activations.detach(), gradients, output

@@ -1,5 +1,5 @@
 """Speed and memory of every method against its arithmetic floor and against peer libraries,
-measured in one process so that the ratios hold on a noisy machine (`salmap bench`)."""
+measured in one process so that the ratios hold on a noisy machine (`salmap speed`)."""
 
 from __future__ import annotations
 
@@ -14,18 +14,21 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from salmap.casm import CASM
 from salmap.casm.adapters import adapt
 from salmap.casm.mapper import build_mapper
-from salmap.explainers import CAM, CAMERAS, GradCAM, Gradient, GuidedBackprop, SmoothGrad
-from salmap.explainers.layers import resolve_layer
+from salmap.explainers import Explainer, Gradient, SmoothGrad
+from salmap.layers import resolve_layer
 from salmap.models import load
+from salmap.registry import Method
+from salmap.registry import methods as methods_registry
+from salmap.speed_peers import peer_calls
 
 Call = Callable[[], object]
 
@@ -152,81 +155,6 @@ def forward_floor(model: nn.Module, x: torch.Tensor) -> Call:
     return call
 
 
-def peer_calls(
-    method: str,
-    model: nn.Module,
-    layer: nn.Module,
-    x: torch.Tensor,
-    target: torch.Tensor,
-    samples: int,
-    copies_per_pass: int,
-) -> dict[str, Call]:
-    """The peers' versions of `method` on the same model, inputs and targets (those installed);
-    captum's NoiseTunnel runs `copies_per_pass` noisy copies of the batch together, as salmap's
-    SmoothGrad does."""
-    calls: dict[str, Call] = {}
-    size = x.shape[-2:]
-    try:
-        from captum import attr
-    except ImportError:
-        attr = None
-    if attr is not None:
-        if method == "gradient":
-            saliency = attr.Saliency(model)
-            calls["captum Saliency"] = lambda: saliency.attribute(x, target=target, abs=True).amax(1)
-        if method == "guided_backprop":
-            guided = attr.GuidedBackprop(model)
-            calls["captum GuidedBackprop"] = lambda: guided.attribute(x, target=target).abs().amax(1)
-        if method == "smoothgrad":
-            tunnel = attr.NoiseTunnel(attr.Saliency(model))
-            calls["captum NoiseTunnel"] = lambda: tunnel.attribute(
-                x,
-                nt_type="smoothgrad",
-                nt_samples=samples,
-                nt_samples_batch_size=copies_per_pass,
-                stdevs=0.15 * float(x.max() - x.min()),
-                target=target,
-                abs=True,
-            )
-        if method == "gradcam":
-            layer_gradcam = attr.LayerGradCam(model, layer)
-            calls["captum LayerGradCam"] = lambda: F.interpolate(
-                layer_gradcam.attribute(x, target=target, relu_attributions=True), size=size, mode="bilinear"
-            )
-    if method == "gradcam":
-        try:
-            from pytorch_grad_cam import GradCAM as PeerGradCAM
-            from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-            targets = [ClassifierOutputTarget(int(t)) for t in target]
-
-            def grad_cam() -> object:
-                with PeerGradCAM(model=model, target_layers=[layer]) as peer:
-                    return peer(input_tensor=x, targets=targets)
-
-            calls["pytorch-grad-cam GradCAM"] = grad_cam
-        except ImportError:
-            pass
-    if method in ("gradcam", "cam"):
-        try:
-            from torchcam import methods as torchcam_methods
-
-            def torchcam_call(kind: str = "GradCAM" if method == "gradcam" else "CAM") -> object:
-                extractor = getattr(torchcam_methods, kind)(model, target_layer=layer)
-                try:
-                    with torch.set_grad_enabled(kind == "GradCAM"):
-                        scores = model(x)
-                        maps = extractor(target.tolist(), scores)[0]
-                    return F.interpolate(maps[:, None], size=size, mode="bilinear")
-                finally:
-                    extractor.remove_hooks()
-
-            calls[f"torchcam {'GradCAM' if method == 'gradcam' else 'CAM'}"] = torchcam_call
-        except ImportError:
-            pass
-    return calls
-
-
 @dataclass
 class Row:
     model: str
@@ -243,6 +171,34 @@ class Row:
     peer_ratio: float
 
 
+def our_explainer(method: Method, model: nn.Module, layer_name: str, settings: dict[str, Any]) -> Explainer:
+    """The method's explainer for `model`; a trained mapper gets a freshly initialised decoder,
+    which has the same arithmetic as a trained one."""
+    if method.trained:
+        parameter = next(model.parameters())
+        mapper = build_mapper(adapt(model)).to(parameter.device).eval().requires_grad_(False)
+        return method.cls(model, mapper)
+    return method.build(model, layer=layer_name, **settings)
+
+
+def floor_calls(
+    explainer: Explainer, model: nn.Module, layer: nn.Module, x: torch.Tensor, target: torch.Tensor
+) -> list[Call]:
+    """The arithmetic floor of `explainer` on `x`: one call per pass it makes (`floor_passes`),
+    each of its `floor` kind, calls of the same input size shared."""
+    kinds = {
+        "input_gradient": lambda xs: gradient_floor(model, xs, target),
+        "layer_gradient": lambda xs: layer_floor(model, layer, xs, target),
+        "forward": lambda xs: forward_floor(model, xs),
+    }
+    calls: dict[tuple[int, int], Call] = {}
+    for size in explainer.floor_passes(x):
+        if size not in calls:
+            sized = x if size == tuple(x.shape[-2:]) else F.interpolate(x, size=size, mode="bilinear")
+            calls[size] = kinds[explainer.floor](sized)
+    return [calls[size] for size in explainer.floor_passes(x)]
+
+
 def bench_model(
     name: str,
     model: nn.Module,
@@ -251,7 +207,7 @@ def bench_model(
     batch: int,
     methods: list[str],
     repeats: int,
-    samples: int,
+    settings: dict[str, dict[str, Any]],
     autocast: str,
 ) -> list[Row]:
     """Rows for one model and batch size: ms per image, peak memory, the ratio to the floor, and
@@ -261,32 +217,10 @@ def bench_model(
     with torch.no_grad():
         target = model(x).argmax(1)
     _, layer = resolve_layer(model, layer_name, x)
-    ours = {
-        "gradient": Gradient(model),
-        "guided_backprop": GuidedBackprop(model),
-        "smoothgrad": SmoothGrad(Gradient(model), n=samples),
-        "cam": CAM(model, layer_name),
-        "gradcam": GradCAM(model, layer_name),
-        "cameras": CAMERAS(model, layer_name),
-        "casm": untrained_casm(model),
-    }
+    registry = methods_registry()
+    ours = {m: our_explainer(registry[m], model, layer_name, settings.get(m, {})) for m in methods}
     peer_model = copy.deepcopy(model).requires_grad_(True)  # pytorch-grad-cam needs trainable weights
     peer_layer = dict(peer_model.named_modules())[layer_name]
-    grad_floor = gradient_floor(model, x, target)
-    cameras = ours["cameras"]
-    sized = [
-        x if s == tuple(x.shape[-2:]) else F.interpolate(x, size=s, mode="bilinear")
-        for s in cameras.input_sizes(224, 224)
-    ]
-    floors: dict[str, list[Call]] = {
-        "gradient": [grad_floor],
-        "guided_backprop": [grad_floor],
-        "smoothgrad": [grad_floor] * samples,
-        "cam": [forward_floor(model, x)],
-        "gradcam": [layer_floor(model, layer, x, target)],
-        "cameras": [layer_floor(model, layer, xs, target) for xs in sized],
-        "casm": [forward_floor(model, x)],
-    }
     rows = []
     context = (
         torch.autocast(device.type, dtype=torch.bfloat16)
@@ -294,20 +228,15 @@ def bench_model(
         else torch.autocast(device.type, enabled=False)
     )
     with context:
-        for method in methods:
-            unique = {id(call): call for call in floors[method]}
-            peers = peer_calls(
-                method, peer_model, peer_layer, x, target, samples, ours["smoothgrad"].copies_per_pass(x)
-            )
-            if method == "cameras":
-                peers["one image at a time"] = lambda: [
-                    cameras(x[i : i + 1], target[i : i + 1]) for i in range(batch)
-                ]
-            calls = {"ours": lambda m=method: ours[m](x, target), **peers}
+        for method, explainer in ours.items():
+            floors = floor_calls(explainer, model, layer, x, target)
+            unique = {id(call): call for call in floors}
+            peers = peer_calls(explainer, peer_model, peer_layer, x, target)
+            calls = {"ours": lambda e=explainer: e(x, target), **peers}
             calls.update({f"floor {key}": call for key, call in unique.items()})
             timed = measure(calls, device, repeats, optional=peers)
             seconds = timed.pop("ours")
-            floor_seconds = sum(timed[f"floor {id(call)}"] for call in floors[method])
+            floor_seconds = sum(timed[f"floor {id(call)}"] for call in floors)
             for key in unique:
                 del timed[f"floor {key}"]
             peak = peak_memory(calls["ours"], device)
@@ -337,13 +266,6 @@ def bench_model(
                 flush=True,
             )
     return rows
-
-
-def untrained_casm(model: nn.Module) -> CASM:
-    """CASM over `model` with a freshly initialised decoder: the same arithmetic as a trained one."""
-    parameter = next(model.parameters())
-    mapper = build_mapper(adapt(model)).to(parameter.device).eval().requires_grad_(False)
-    return CASM(model, mapper)
 
 
 @dataclass
@@ -433,7 +355,7 @@ def run_benchmark(
     methods: list[str],
     device_name: str = "cpu",
     repeats: int = 3,
-    samples: int = 10,
+    settings: dict[str, dict[str, Any]] | None = None,
     memory_samples: tuple[int, ...] = (10, 50, 200),
 ) -> tuple[list[Row], list[MemoryRow]]:
     """Measure every (model, batch, method), then SmoothGrad's peak memory for each of
@@ -449,7 +371,7 @@ def run_benchmark(
     def write() -> None:
         document = {
             "machine": machine(),
-            "samples": samples,
+            "settings": settings or {},
             "repeats": repeats,
             "rows": [asdict(r) for r in rows],
             "smoothgrad_memory": [asdict(r) for r in memory],
@@ -461,7 +383,9 @@ def run_benchmark(
         model, layer = available[name]
         for autocast in autocasts:
             for batch in batches:
-                rows += bench_model(name, model, layer, device, batch, methods, repeats, samples, autocast)
+                rows += bench_model(
+                    name, model, layer, device, batch, methods, repeats, settings or {}, autocast
+                )
                 write()
     for name in models:
         if memory_samples:
