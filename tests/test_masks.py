@@ -2,11 +2,11 @@ import pytest
 import torch
 
 from salmap.errors import SalmapError
+from salmap.figures import mask_figure
 from salmap.masks import (
     discretize,
     discretize_to_area,
     inpaint_masked_out,
-    mask_figure,
     masked_in,
     masked_out,
     to_normalized,

@@ -38,7 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from salmap.class_models import save_class_grid, visualize_class
+    from salmap.class_models import visualize_class
+    from salmap.figures import save_class_grid
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:
