@@ -9,9 +9,8 @@ from salmap.masks import (
     inpaint_masked_out,
     masked_in,
     masked_out,
-    to_normalized,
-    to_pixels,
 )
+from salmap.models.transforms import to_normalized, to_pixels
 
 
 def test_discretize_mean_rule_on_known_array():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ from salmap.attack import (
 from salmap.errors import SalmapError
 from salmap.figures import save_attack_figure
 from salmap.images import find_images, load_image
+from salmap.io import refuse_existing, write_atomically, write_json
 from salmap.models import load
 
 from .common import add_model_arguments, check_device
@@ -78,9 +78,7 @@ def run(args: argparse.Namespace) -> int:
     methods = parse_attack_methods(args.method)
     out = Path(args.out)
     figure, numbers = out / "attack.png", out / "attack.json"
-    existing = [str(p) for p in (figure, numbers) if p.exists()]
-    if existing and not args.overwrite:
-        raise SalmapError(f"{', '.join(existing)} exists; pass --overwrite to replace it")
+    refuse_existing([figure, numbers], args.overwrite)
     paths = find_images(args.inputs)
     loaded = load(args.model, arch=args.arch, device=check_device(args.device))
     device = next(loaded.model.parameters()).device
@@ -108,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
     report = attack_report(results, names)
     report["settings"] = {**settings, "focus": args.focus, "model": loaded.name, "target": "least_likely"}
     out.mkdir(parents=True, exist_ok=True)
-    save_attack_figure(loaded, x, results, names, figure)
-    numbers.write_text(json.dumps(report, indent=2) + "\n")
+    write_atomically(figure, lambda path: save_attack_figure(loaded, x, results, names, path))
+    write_json(numbers, report)
     print(
         f"{'method':>8} {'success':>8} {'iters':>6} {'L2':>7} {'Linf':>7} {'L2/plain':>9} {'Linf/plain':>10}"
     )

@@ -11,6 +11,7 @@ import torch
 from salmap import distributed
 from salmap.errors import SalmapError
 from salmap.evaluation import evaluate, parse_source, write_outputs
+from salmap.io import refuse_existing, write_text
 from salmap.models import load
 from salmap.registry import parse_methods
 
@@ -56,9 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_outputs(folders: list[Path], overwrite: bool) -> None:
-    existing = [folder / name for folder in folders for name in OUTPUTS if (folder / name).exists()]
-    if existing and not overwrite:
-        raise SalmapError(f"{existing[0]} exists; pass --overwrite to replace it")
+    refuse_existing([folder / name for folder in folders for name in OUTPUTS], overwrite)
 
 
 def _evaluate_one(
@@ -113,7 +112,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         text.replace("\n# ", "\n## ").replace("## ", "### ").replace("# ", "## ", 1) for _, text in written
     ]
     combined = "# salmap benchmark: cluttered digits\n\n" + "\n".join(reports)
-    (out / "report.md").write_text(combined)
+    write_text(out / "report.md", combined)
     print(combined)
     print(f"report: {out / 'report.md'}")
     return 0

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from salmap import distributed
-from salmap.explain_files import explain_files
+from salmap.explain import explain_files
 from salmap.models import load
 from salmap.registry import parse_methods
 
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for path, reason in report.skipped:
         print(f"salmap: skipped {path}: {reason}", file=sys.stderr)
-    images = len({record["image"] for record in report.records})
+    images = len({record.image for record in report.records})
     print(f"explained {images} image(s) with {', '.join(methods)} using {loaded.name}")
     print(f"figure: {report.summary}\nresults: {report.results}")
     return 0

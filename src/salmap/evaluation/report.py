@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
-import json
+import io
 from pathlib import Path
 
 import torch
 
 from salmap import metrics
 from salmap.figures import plot_sanity, write_curves, write_gallery
+from salmap.io import write_atomically, write_json, write_text
 
 from .accumulators import COLUMNS, Causal, Sanity
 from .columns import GROUPS
@@ -87,7 +88,7 @@ def write_outputs(
         "Figures: `gallery.png` (green: ground truth, red: CASM-rule box), `curves.png`, `sanity.png`.",
     ]
     text = "\n".join(parts) + "\n"
-    (out / "report.md").write_text(text)
+    write_text(out / "report.md", text)
     document = {
         "data": evaluation.source.name,
         "model": evaluation.model_name,
@@ -105,13 +106,14 @@ def write_outputs(
             for column in COLUMNS
         },
     }
-    (out / "metrics.json").write_text(json.dumps(document, indent=2, allow_nan=True))
+    write_json(out / "metrics.json", document)
     keys = [column.key for column in COLUMNS if any(column.key in row for row in summary.values())]
-    with open(out / "metrics.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["method", *keys])
-        for method, row in summary.items():
-            writer.writerow([method, *(row.get(key, "") for key in keys)])
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(["method", *keys])
+    for method, row in summary.items():
+        writer.writerow([method, *(row.get(key, "") for key in keys)])
+    write_text(out / "metrics.csv", table.getvalue())
     _write_figures(evaluation, out)
     return summary, text
 
@@ -122,17 +124,21 @@ def _write_figures(evaluation: Evaluation, out: Path) -> None:
         name: tuple(torch.cat(parts) for parts in zip(*result.gallery, strict=True))
         for name, result in evaluation.methods.items()
     }
-    write_gallery(evaluation.gallery_pixels, evaluation.gallery_boxes, gallery, out / "gallery.png")
+    write_atomically(
+        out / "gallery.png",
+        lambda path: write_gallery(evaluation.gallery_pixels, evaluation.gallery_boxes, gallery, path),
+    )
     count = len(evaluation.labels)
     causal = {name: result.of(Causal) for name, result in evaluation.methods.items()}
     curves = {
         name: {kind: curve / count for kind, curve in found.curves.items()} for name, found in causal.items()
     }
-    write_curves(next(iter(causal.values())).fractions, curves, out / "curves.png")
+    fractions = next(iter(causal.values())).fractions
+    write_atomically(out / "curves.png", lambda path: write_curves(fractions, curves, path))
     sanity = {
         name: result.of(Sanity).result
         for name, result in evaluation.methods.items()
         if result.of(Sanity).result is not None
     }
     if sanity:
-        plot_sanity(sanity, out / "sanity.png")
+        write_atomically(out / "sanity.png", lambda path: plot_sanity(sanity, path))

@@ -10,7 +10,8 @@ from matplotlib.figure import Figure
 
 from salmap.errors import SalmapError
 from salmap.inputs import check_images
-from salmap.masks import discretize, inpaint_masked_out, masked_in, masked_out, to_pixels
+from salmap.masks import discretize, inpaint_masked_out, masked_in, masked_out
+from salmap.models.transforms import to_pixels
 
 
 def mask_figure(

@@ -51,6 +51,6 @@ class LoadedModel:
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Undo the normalisation: `(B, C, H, W)` back to [0, 1] pixel values."""
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        return (x * std + mean).clamp(0, 1)
+        from salmap.models.transforms import to_pixels
+
+        return to_pixels(x, self.mean, self.std)
