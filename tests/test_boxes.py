@@ -31,6 +31,34 @@ def test_casm_rule_keeps_the_largest_4_connected_component():
     assert casm_rule_boxes(two_regions()).tolist() == [[6, 8, 8, 10]]
 
 
+def casm_reference_box(saliency: np.ndarray) -> list[int]:
+    """The authors' pipeline from its description: binarise (k-th value threshold, clamped,
+    strict), label with scipy (4-connected), the component with most pixels (lowest label on a
+    tie), its inclusive row/column extent; an empty mask stays an empty box."""
+    from scipy import ndimage
+
+    values = saliency.reshape(-1)
+    k = 1 + int((values.size - 1) * (1 - values.mean()) + 0.5)
+    threshold = min(max(np.sort(values)[k - 1], 1e-6), 1 - 1e-6)
+    binary = saliency > threshold
+    if not binary.any():
+        return [0, 0, 0, 0]
+    labels, _ = ndimage.label(binary)
+    largest = labels == np.argmax(np.bincount(labels.reshape(-1), weights=binary.reshape(-1)))
+    rows, columns = np.nonzero(largest)
+    return [int(columns.min()), int(rows.min()), int(columns.max()) + 1, int(rows.max()) + 1]
+
+
+def test_casm_rule_boxes_match_the_authors_pipeline():
+    generator = torch.Generator().manual_seed(3)
+    smooth = F.avg_pool2d(torch.rand(40, 1, 28, 28, generator=generator), 5, 1, 2)[:, 0]
+    maps = (smooth - smooth.amin(dim=(1, 2), keepdim=True)) ** 4
+    maps = maps / maps.amax(dim=(1, 2), keepdim=True)
+    got = casm_rule_boxes(maps).tolist()
+    assert got == [casm_reference_box(m.double().numpy()) for m in maps]
+    assert casm_rule_boxes(torch.zeros(1, 5, 5)).tolist() == [[0, 0, 0, 0]]
+
+
 def test_cam_rule_fraction_and_flat_map():
     saliency = torch.zeros(1, 10, 10)
     saliency[0, 2:8, 2:8] = 0.1

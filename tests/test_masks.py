@@ -20,15 +20,48 @@ def test_discretize_mean_rule_on_known_array():
     assert discretize(torch.full((1, 2, 2), 0.3)).all()  # m >= mean holds with equality
 
 
-def test_discretize_to_area_matches_the_mean():
+def casm_reference_binarization(values: list[float]) -> list[bool]:
+    """The rule as the CASM authors describe it in their code, one image as a plain list: the
+    threshold is the k-th smallest value, k = 1 + int((N - 1)(1 - mean) + 0.5), clamped to
+    [1e-6, 1 - 1e-6], and a pixel is kept when it is strictly above it."""
+    count = len(values)
+    mean = sum(values) / count
+    k = 1 + int((count - 1) * (1 - mean) + 0.5)
+    threshold = min(max(sorted(values)[k - 1], 1e-6), 1 - 1e-6)
+    return [value > threshold for value in values]
+
+
+def test_discretize_to_area_is_the_casm_reference_rule():
     maps = torch.arange(16, dtype=torch.float32).view(1, 4, 4) / 15 * 0.5  # mean 0.25
     masks = discretize_to_area(maps)
-    assert int(masks.sum()) == 4
-    assert masks.view(-1)[-4:].all()
-    flat = torch.full((1, 4, 4), 0.5)  # ties: exactly half the pixels, first in row-major order
-    assert int(discretize_to_area(flat).sum()) == 8
-    assert discretize_to_area(flat).view(-1)[:8].all()
+    assert int(masks.sum()) == 4 and masks.view(-1)[-4:].all()
+    assert not discretize_to_area(torch.full((1, 4, 4), 0.5)).any()  # every pixel ties: none kept
     assert not discretize_to_area(torch.zeros(1, 3, 3)).any()
+    saturated = torch.zeros(1, 4, 4)
+    saturated.view(-1)[:10] = 1.0  # mean 0.625, but the threshold is clamped below 1
+    assert int(discretize_to_area(saturated).sum()) == 10
+    generator = torch.Generator().manual_seed(0)
+    for shape in ((3, 7, 5), (2, 16, 16)):
+        maps = torch.rand(shape, generator=generator) ** 3
+        maps[0, :2] = 0.0  # ties at zero, kept out
+        got = discretize_to_area(maps)
+        for image, mask in zip(maps, got, strict=True):
+            want = casm_reference_binarization(image.flatten().tolist())
+            assert mask.flatten().tolist() == want
+
+
+@pytest.mark.parametrize("size", [8, 31, 224])
+def test_casm_binary_area_equals_the_mean(size):
+    """Without ties the kept area is round((N - 1) * mean): within half a pixel of (N - 1) * mean,
+    so within mean + 1/2 < 1.5 pixels of N * mean (the authors' rank counts from N - 1)."""
+    generator = torch.Generator().manual_seed(size)
+    pixels = size * size
+    for power in (0.5, 1.0, 4.0):
+        maps = torch.rand(4, size, size, generator=generator, dtype=torch.float64).float() ** power
+        area = discretize_to_area(maps).flatten(1).sum(dim=1).double()
+        mean = maps.double().flatten(1).mean(dim=1)
+        assert ((area - (pixels - 1) * mean).abs() <= 0.5).all()
+        assert ((area - pixels * mean).abs() <= mean + 0.5).all()
 
 
 @pytest.mark.parametrize(

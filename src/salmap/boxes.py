@@ -5,8 +5,10 @@ one box `(4,)`, a batch `(B, 4)`. Three rules, each over a batch of `(B, H, W)` 
 
 - `cam_rule_boxes`: box around the largest 8-connected region above 20% of the map's max
   (Zhou et al. 2016, CAM; their code used OpenCV contours, which are 8-connected);
-- `casm_rule_boxes`: discretise (`m >= alpha * mean(m)`), largest 4-connected component
-  (Zolna et al. 2019, CASM);
+- `casm_rule_boxes`: the CASM authors' binarisation (`salmap.masks.discretize_to_area`: keep
+  the most salient pixels, as many as the map's mean times the pixel count), largest
+  4-connected component (Zolna et al. 2019, CASM; their code uses `scipy.ndimage.label`, whose
+  component order OpenCV's matches, so ties between equal components go the same way);
 - `graphcut_boxes`: Simonyan et al. 2013: GrabCut colour segmentation seeded with the pixels
   above the 95th percentile (foreground) and below the 30th (background), largest 8-connected
   foreground component.
@@ -22,7 +24,7 @@ import torch
 
 from salmap.errors import SalmapError
 from salmap.maps import check_maps
-from salmap.masks import discretize
+from salmap.masks import discretize_to_area
 
 Box = tuple[int, int, int, int]
 
@@ -67,12 +69,13 @@ def cam_rule_boxes(maps: torch.Tensor, fraction: float = 0.2) -> torch.Tensor:
     return _stack([box or _full(maps) for box in boxes], maps.device)
 
 
-def casm_rule_boxes(maps: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-    """CASM rule (Zolna 2019): discretise `m >= alpha * mean(m)`, box of the largest
-    4-connected component (the full image when the mask is empty)."""
-    binary = discretize(maps, alpha).cpu().numpy()
-    boxes = [largest_component_box(b, 4) for b in binary]
-    return _stack([box or _full(maps) for box in boxes], maps.device)
+def casm_rule_boxes(maps: torch.Tensor) -> torch.Tensor:
+    """CASM rule (Zolna 2019, the authors' code): binarise with `discretize_to_area`, box of the
+    largest 4-connected component; an empty binary mask gives the empty box `(0, 0, 0, 0)`,
+    which overlaps nothing (the authors' code scores it as a miss)."""
+    binary = discretize_to_area(maps).cpu().numpy()
+    boxes = [largest_component_box(b, 4) or (0, 0, 0, 0) for b in binary]
+    return _stack(boxes, maps.device)
 
 
 def _full(maps: torch.Tensor) -> Box:

@@ -8,6 +8,8 @@ image (normalised space, where zero is the dataset mean); inpainting happens in 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 import torch
@@ -38,19 +40,27 @@ def discretize(maps: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
 
 
 def discretize_to_area(maps: torch.Tensor) -> torch.Tensor:
-    """The CASM reference rule: per image keep the k most salient pixels, k = round(mean(m) * H*W).
+    """The CASM reference rule (Zolna et al. 2019; `binarize_mask` of the authors' code): per image
+    of N pixels with mean mask value a, the threshold t is the k-th smallest value,
+    k = 1 + floor((N - 1)(1 - a) + 1/2), clamped to [1e-6, 1 - 1e-6], and b = m > t.
 
-    The binary area fraction then equals the map's mean (to one pixel). This is a threshold at
-    the k-th largest value with ties broken by pixel order (row-major), so the area is exact.
+    Without ties at t the binary mask keeps the round((N - 1) a) most salient pixels: its area
+    equals the mean of the map to within one pixel. Pixels tied with t are all left out (a
+    constant map gives an empty mask, as does a map with nothing above 1e-6), and at most the
+    pixels above 1 - 1e-6 are kept when t reaches the top.
     """
     maps = check_maps(maps)
     batch, height, width = maps.shape
     flat = maps.reshape(batch, -1)
-    k = torch.round(flat.mean(dim=1) * flat.shape[1]).long()
-    order = torch.sort(flat, dim=1, descending=True, stable=True).indices
-    keep = torch.arange(flat.shape[1], device=maps.device).unsqueeze(0) < k.unsqueeze(1)
-    masks = torch.zeros_like(flat, dtype=torch.bool).scatter(1, order, keep)
-    return masks.view(batch, height, width)
+    pixels = flat.shape[1]
+    area = flat.double().mean(dim=1)
+    rank = 1 + torch.floor((pixels - 1) * (1 - area) + 0.5).long()
+    values = torch.sort(flat, dim=1).values
+    threshold = values.gather(1, (rank - 1).clamp(0, pixels - 1).unsqueeze(1)).clamp(1e-6, 1 - 1e-6)
+    return (flat > threshold).view(batch, height, width)
+
+
+Fill = float | Sequence[float] | torch.Tensor
 
 
 def _as_weights(masks: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
@@ -58,20 +68,36 @@ def _as_weights(masks: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     return masks.to(device=images.device, dtype=images.dtype).unsqueeze(1)
 
 
-def masked_in(images: torch.Tensor, masks: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
-    """Masked-in images `b * x + (1 - b) * v`: only the evidence kept; elsewhere the fill value v,
-    by default zero in normalised space (the mean colour)."""
-    images = check_batch(images)
-    weights = _as_weights(masks, images)
-    return images * weights + fill * (1 - weights)
+def fill_values(fill: Fill, images: torch.Tensor) -> torch.Tensor:
+    """The fill value v as a tensor that broadcasts over `(B, C, H, W)` images: one number, or
+    one per channel (e.g. black, -mean / std, in normalised space)."""
+    values = torch.as_tensor(fill, dtype=images.dtype, device=images.device).flatten()
+    if values.numel() not in (1, images.shape[1]):
+        raise SalmapError(f"the fill needs 1 or {images.shape[1]} values, got {values.numel()}")
+    return values.view(1, -1, 1, 1)
 
 
-def masked_out(images: torch.Tensor, masks: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
-    """Masked-out images `(1 - b) * x + b * v`: the evidence set to the fill value v, by default
-    zero in normalised space (CASM, Zolna et al. 2019)."""
+def black(mean: Sequence[float], std: Sequence[float]) -> tuple[float, ...]:
+    """Black pixels in normalised space, (0 - mean) / std per channel: what blacking out pixels
+    before normalisation gives (the CASM authors' masked images)."""
+    return tuple(-m / s for m, s in zip(mean, std, strict=True))
+
+
+def masked_in(images: torch.Tensor, masks: torch.Tensor, fill: Fill = 0.0) -> torch.Tensor:
+    """Masked-in images `b * x + (1 - b) * v`: only the evidence kept; elsewhere the fill value v
+    (one number or one per channel), by default zero in normalised space (the mean colour)."""
     images = check_batch(images)
     weights = _as_weights(masks, images)
-    return images * (1 - weights) + fill * weights
+    return images * weights + fill_values(fill, images) * (1 - weights)
+
+
+def masked_out(images: torch.Tensor, masks: torch.Tensor, fill: Fill = 0.0) -> torch.Tensor:
+    """Masked-out images `(1 - b) * x + b * v`: the evidence set to the fill value v (one number
+    or one per channel), by default zero in normalised space; the CASM authors black the pixels
+    out before normalising (`black(mean, std)`)."""
+    images = check_batch(images)
+    weights = _as_weights(masks, images)
+    return images * (1 - weights) + fill_values(fill, images) * weights
 
 
 def inpaint_masked_out(images: torch.Tensor, masks: torch.Tensor, radius: int = 3) -> torch.Tensor:

@@ -15,6 +15,7 @@ from torch import nn
 
 from salmap.errors import SalmapError
 from salmap.masks import (
+    Fill,
     check_binary,
     inpaint_masked_out,
     masked_in,
@@ -81,14 +82,15 @@ def masked_classification(
     seed: int = 0,
     batch_size: int = 64,
     radius: int = 3,
-    fill: float = 0.0,
+    fill: Fill = 0.0,
 ) -> dict[tuple[str, str, str], Predictions]:
     """Classify masked-in, masked-out and inpainted masked-out images with each classifier.
 
     `images` are normalised `(B, C, H, W)`, `masks` bool `(B, H, W)` (True = evidence). Keys are
     `(classifier name, variant, mask kind)`, mask kind in `MASK_KINDS`: the given masks, all
     zero, all one, and random masks of the same area per image (seeded by `seed`). Removed pixels
-    take the value `fill` (normalised space; 0 is the mean colour). Inpainting
+    take the value `fill` (normalised space, one number or one per channel; 0 is the mean colour,
+    `salmap.masks.black(mean, std)` black). Inpainting
     works on pixels, so "inpainted" needs the normalisation `mean` and `std`. For masked-out
     images lower accuracy is better; for masked-in images higher is better.
     """
