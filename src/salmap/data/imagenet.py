@@ -17,7 +17,14 @@ boxes are rescaled to the image. An image without an XML file has no boxes.
 
 The image transform is: resize the shorter side to `resize` (bilinear; the longer side is
 `int(resize * long / short)` as in torchvision), centre crop `crop` x `crop`, scale to [0, 1],
-normalise with `mean`/`std`. `transform_boxes` applies the same geometry to boxes and clips them.
+normalise with `mean`/`std`. `transform_boxes` applies the same geometry to boxes and clips them
+(`box_geometry="crop"`). `box_geometry="casm"` follows the CASM authors' scoring code instead
+(`casm_boxes`): the XML's numbers scaled and shifted, truncated to integers, clipped to the crop,
+empty boxes kept, and each box's area before clipping given as `box_areas` (their IoU union and
+F1 recall use it).
+
+For training, `transform` replaces the resize and crop (e.g. `random_crop_transform`, the
+authors' random resized crop and flip); such items carry no boxes.
 
 Class indices: sorted wnids of the split folder, like torchvision's `ImageFolder` (when all 1,000
 ImageNet-1k classes are present this is the ImageNet-1k order); pass `class_to_idx="imagenet-1k"`
@@ -27,7 +34,7 @@ to use ImageNet-1k indices for a subset of classes, or a mapping of your own.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +57,25 @@ def transform_image(
     return image.resize((width, height), resample).crop((left, top, left + crop, top + crop))
 
 
+def random_crop_transform(
+    size: int, mean: Sequence[float], std: Sequence[float]
+) -> Callable[[Image.Image], torch.Tensor]:
+    """The training transform of the CASM authors' code (and torchvision's ImageNet recipe):
+    `RandomResizedCrop(size)` (area 8-100% of the image, aspect ratio 3/4-4/3, bilinear),
+    a horizontal flip with probability 1/2, [0, 1] pixels normalised with `mean` and `std`."""
+    import torchvision.transforms.v2 as T
+
+    return T.Compose(
+        [
+            T.RandomResizedCrop(size, antialias=True),
+            T.RandomHorizontalFlip(),
+            T.ToImage(),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(list(mean), list(std)),
+        ]
+    )
+
+
 def transform_boxes(
     boxes: torch.Tensor | np.ndarray | Sequence[Sequence[float]],
     orig_size: tuple[int, int],
@@ -67,6 +93,23 @@ def transform_boxes(
     scale = torch.tensor([new_width / width, new_height / height] * 2)
     offset = torch.tensor([left, top] * 2, dtype=torch.float32)
     return (boxes * scale - offset).clamp(0, crop)
+
+
+def casm_boxes(
+    boxes: np.ndarray, size: tuple[int, int], resize: int, crop: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The box geometry of the CASM authors' `score.py` for `(K, 4)` XML numbers
+    `(xmin, ymin, xmax, ymax)` of an image of `size` (width, height) resized so that its shorter
+    side is `resize` and centre cropped to `crop`: each coordinate becomes
+    `int(scale * v - cut)` (truncated toward zero), scale = resize / shorter side, cut = half of
+    what the crop removes on that axis; returns the boxes clipped to `[0, crop]` and their areas
+    `(x1 - x0)(y1 - y0)` before clipping. A box outside the crop comes back empty."""
+    width, height = size
+    scale = resize / min(width, height)
+    cut = np.array([(width * scale - crop) / 2, (height * scale - crop) / 2] * 2)
+    moved = np.trunc(np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale - cut)
+    areas = (moved[:, 2] - moved[:, 0]) * (moved[:, 3] - moved[:, 1])
+    return np.clip(moved, 0, crop).astype(np.float32), areas.astype(np.float32)
 
 
 def read_boxes(path: str | Path, wnid: str | None = None) -> tuple[np.ndarray, tuple[int, int] | None]:
@@ -114,8 +157,14 @@ class ImageNetFolder(Dataset):
         std: Sequence[float] = IMAGENET_STD,
         class_to_idx: Mapping[str, int] | str | None = None,
         boxes_dir: str | Path | None = None,
+        transform: Callable[[Image.Image], torch.Tensor] | None = None,
+        box_geometry: str = "crop",
     ) -> None:
         self.root = Path(root)
+        self.transform = transform
+        if box_geometry not in ("crop", "casm"):
+            raise SalmapError(f"unknown box geometry {box_geometry!r}; use crop or casm")
+        self.box_geometry = box_geometry
         folder = self.root / split
         if not folder.is_dir():
             raise SalmapError(f"no {split} folder in {self.root}; expected {folder}/<wnid>/*.JPEG")
@@ -171,29 +220,47 @@ class ImageNetFolder(Dataset):
         except (OSError, UnidentifiedImageError, ValueError) as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise SalmapError(f"cannot read image {path}: {reason}") from None
+        label = torch.tensor(self.class_to_idx[wnid])
+        if self.transform is not None:
+            return {
+                "image": self.transform(image),
+                "label": label,
+                "boxes": torch.zeros(0, 4),
+                "path": str(path),
+            }
+        pixels = np.asarray(transform_image(image, self.resize, self.crop), dtype=np.float32) / 255.0
+        tensor = torch.from_numpy(pixels).permute(2, 0, 1)
+        item = {"image": (tensor - self.mean) / self.std, "label": label, "path": str(path)}
+        return item | self._boxes(path, wnid, image.size)
+
+    def _boxes(self, path: Path, wnid: str, size: tuple[int, int]) -> dict:
+        """`boxes` in crop pixels (and, in the CASM geometry, `box_areas`) of one image."""
         boxes = np.zeros((0, 4), dtype=np.float32)
+        xml_size = None
         xml = self.box_file(path, wnid)
         if xml is not None:
             boxes, xml_size = read_boxes(xml, wnid)
-            if xml_size is not None and xml_size != image.size:
-                boxes = boxes * np.array([image.size[0] / xml_size[0], image.size[1] / xml_size[1]] * 2)
-        boxes = transform_boxes(boxes, image.size, self.resize, self.crop)
-        boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
-        pixels = np.asarray(transform_image(image, self.resize, self.crop), dtype=np.float32) / 255.0
-        tensor = torch.from_numpy(pixels).permute(2, 0, 1)
-        return {
-            "image": (tensor - self.mean) / self.std,
-            "label": torch.tensor(self.class_to_idx[wnid]),
-            "boxes": boxes,
-            "path": str(path),
-        }
+        if self.box_geometry == "casm":
+            # the XML's own numbers, scaled by the XML's size as the authors' code does
+            clipped, areas = casm_boxes(
+                boxes + np.array([1, 1, 0, 0]), xml_size or size, self.resize, self.crop
+            )
+            return {"boxes": torch.from_numpy(clipped), "box_areas": torch.from_numpy(areas)}
+        if xml_size is not None and xml_size != size:
+            boxes = boxes * np.array([size[0] / xml_size[0], size[1] / xml_size[1]] * 2)
+        boxes = transform_boxes(boxes, size, self.resize, self.crop)
+        return {"boxes": boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]}
 
 
 def collate(items: list[dict]) -> dict:
-    """Batch `ImageNetFolder` items: images and labels stacked, boxes and paths as lists."""
-    return {
+    """Batch `ImageNetFolder` items: images and labels stacked, boxes (and box areas, when the
+    items have them) and paths as lists."""
+    batch = {
         "image": torch.stack([item["image"] for item in items]),
         "label": torch.stack([item["label"] for item in items]),
         "boxes": [item["boxes"] for item in items],
         "path": [item["path"] for item in items],
     }
+    if all("box_areas" in item for item in items):
+        batch["box_areas"] = [item["box_areas"] for item in items]
+    return batch

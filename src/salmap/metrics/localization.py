@@ -2,6 +2,10 @@
 
 Predicted boxes are `(B, 4)`; ground truth is one `(n_i, 4)` tensor per image (or `(B, 4)` /
 `(B, n, 4)`), all `(x0, y0, x1, y1)` with x1, y1 exclusive. Results are per image.
+
+`truth_areas` (one `(n_i,)` tensor per image, optional) are the ground-truth boxes' areas before
+they were clipped to the image: the CASM authors' scoring code divides by them (IoU union, F1
+recall) while it intersects with the clipped boxes (`salmap.data.imagenet.casm_boxes`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,17 @@ from salmap.errors import SalmapError
 from salmap.maps import check_maps
 
 GroundTruth = torch.Tensor | Sequence[torch.Tensor]
+Areas = Sequence[torch.Tensor] | None
+
+
+def _areas(truth: list[torch.Tensor], areas: Areas) -> list[torch.Tensor]:
+    """Each image's ground-truth areas: given, or those of the boxes."""
+    if areas is None:
+        return [(t[:, 2:] - t[:, :2]).double().prod(dim=1) for t in truth]
+    areas = [torch.as_tensor(a).double().flatten() for a in areas]
+    if len(areas) != len(truth) or any(a.numel() != t.shape[0] for a, t in zip(areas, truth, strict=True)):
+        raise SalmapError("need one area per ground-truth box")
+    return areas
 
 
 def box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:
@@ -31,21 +46,32 @@ def box_iou(boxes_a: torch.Tensor, boxes_b: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, intersection / union.clamp_min(1e-12), 0.0)
 
 
-def best_iou(predicted: torch.Tensor, ground_truth: GroundTruth) -> torch.Tensor:
-    """Per image, the largest IoU of the predicted box with any ground-truth box, `(B,)`."""
+def best_iou(predicted: torch.Tensor, ground_truth: GroundTruth, truth_areas: Areas = None) -> torch.Tensor:
+    """Per image, the largest IoU of the predicted box with any ground-truth box, `(B,)`; with
+    `truth_areas` the union is |A| + area_before_clipping(B) - |A ∩ B|."""
     predicted = check_boxes(predicted, "predicted boxes")
     truth = as_box_list(ground_truth, predicted.shape[0], "ground-truth boxes")
-    return torch.stack([box_iou(p.view(1, 4), t).max() for p, t in zip(predicted, truth, strict=True)])
+    if truth_areas is None:
+        return torch.stack([box_iou(p.view(1, 4), t).max() for p, t in zip(predicted, truth, strict=True)])
+    best = []
+    for box, boxes, areas in zip(predicted.double(), truth, _areas(truth, truth_areas), strict=True):
+        boxes = boxes.double().to(box.device)
+        top_left = torch.maximum(box[:2], boxes[:, :2])
+        bottom_right = torch.minimum(box[2:], boxes[:, 2:])
+        intersection = (bottom_right - top_left).clamp_min(0).prod(dim=1)
+        union = (box[2:] - box[:2]).prod() + areas.to(box.device) - intersection
+        best.append(torch.where(union > 0, intersection / union.clamp_min(1e-12), 0.0).max())
+    return torch.stack(best)
 
 
 def localization_error(
-    predicted: torch.Tensor, ground_truth: GroundTruth, iou_threshold: float = 0.5
+    predicted: torch.Tensor, ground_truth: GroundTruth, iou_threshold: float = 0.5, truth_areas: Areas = None
 ) -> torch.Tensor:
     """LE (ILSVRC localisation error, as in CAM, Zhou 2016, and CASM, Zolna 2019), `(B,)` of 0/1.
 
     1 when no ground-truth box has IoU > 0.5 (strictly) with the predicted box. Lower is better.
     """
-    return (best_iou(predicted, ground_truth) <= iou_threshold).float()
+    return (best_iou(predicted, ground_truth, truth_areas) <= iou_threshold).float()
 
 
 def official_metric_error(
@@ -54,12 +80,13 @@ def official_metric_error(
     predicted_classes: torch.Tensor,
     labels: torch.Tensor,
     iou_threshold: float = 0.5,
+    truth_areas: Areas = None,
 ) -> torch.Tensor:
     """OM (ILSVRC's official localisation metric, used by CASM, Zolna 2019), `(B,)` of 0/1.
 
     1 when the LE is 1 or the classifier's top-1 class differs from the label. Lower is better.
     """
-    errors = localization_error(predicted, ground_truth, iou_threshold)
+    errors = localization_error(predicted, ground_truth, iou_threshold, truth_areas)
     predicted_classes = torch.as_tensor(predicted_classes).flatten().to(errors.device)
     labels = torch.as_tensor(labels).flatten().to(errors.device)
     if predicted_classes.shape != errors.shape or labels.shape != errors.shape:
@@ -75,23 +102,25 @@ class BoxF1:
     f1a: torch.Tensor
 
 
-def box_f1(maps: torch.Tensor, ground_truth: GroundTruth) -> BoxF1:
+def box_f1(maps: torch.Tensor, ground_truth: GroundTruth, truth_areas: Areas = None) -> BoxF1:
     """F1 / F1a of a continuous map against ground-truth boxes (CASM paper, Zolna 2019).
 
-    For a box: P = sum(m in box) / sum(m), R = sum(m in box) / |box|, F1 = 2PR / (P + R)
-    (0 when P + R = 0). `f1` is the max over the image's boxes, `f1a` the mean. Higher is better.
+    For a box: P = sum(m in box) / sum(m), R = sum(m in box) / |box| (|box| before clipping when
+    `truth_areas` are given), F1 = 2PR / (P + R) (0 when P + R = 0). `f1` is the max over the
+    image's boxes, `f1a` the mean. Higher is better.
     """
     maps = check_maps(maps)
     batch, height, width = maps.shape
     truth = as_box_list(ground_truth, batch, "ground-truth boxes")
     ys = torch.arange(height, device=maps.device).view(1, -1, 1)
     xs = torch.arange(width, device=maps.device).view(1, 1, -1)
+    given = None if truth_areas is None else _areas(truth, truth_areas)
     best, mean = [], []
-    for saliency, boxes in zip(maps.double(), truth, strict=True):
+    for index, (saliency, boxes) in enumerate(zip(maps.double(), truth, strict=True)):
         x0, y0, x1, y1 = (boxes[:, i].to(maps.device).view(-1, 1, 1) for i in range(4))
         inside = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
         captured = (saliency.unsqueeze(0) * inside).sum(dim=(1, 2))
-        area = inside.sum(dim=(1, 2)).double()
+        area = inside.sum(dim=(1, 2)).double() if given is None else given[index].to(maps.device)
         precision = captured / saliency.sum().clamp_min(1e-12)
         recall = torch.where(area > 0, captured / area.clamp_min(1), 0.0)
         total = precision + recall
