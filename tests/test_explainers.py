@@ -119,7 +119,7 @@ def test_cameras_equals_the_mean_of_upsampled_activations_times_gradients(channe
     sum_a, sum_g = 0, 0
     for s in sizes:
         a, g, _ = layer_activations_and_gradients(
-            tiny_net, tiny_net.relu2, F.interpolate(images, size=s, mode="bilinear"), lambda out: out[:, 3]
+            tiny_net, tiny_net.relu2, F.interpolate(images, size=s, mode="bicubic"), lambda out: out[:, 3]
         )
         sum_a = sum_a + F.interpolate(a, size=(16, 16), mode="bilinear")
         sum_g = sum_g + F.interpolate(g, size=(16, 16), mode="bilinear")
@@ -163,7 +163,7 @@ def test_cameras_keeps_only_sizes_with_the_same_top1() -> None:
         kept = [
             s[0]
             for s in sizes
-            if model(F.interpolate(images[i : i + 1], size=s, mode="bilinear")).argmax(1) == top1[i]
+            if model(F.interpolate(images[i : i + 1], size=s, mode="bicubic")).argmax(1) == top1[i]
         ]
         dropped += len(sizes) - len(kept)
         expected = CAMERAS(model, layer="relu", sizes=kept)(images[i : i + 1], int(top1[i]), normalize=False)

@@ -1,9 +1,11 @@
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from salmap.errors import SalmapError
 from salmap.metrics import deletion, gaussian_blur, insertion
+from salmap.metrics.faithfulness import rise_kernel
 
 
 def evidence_model() -> nn.Module:
@@ -58,9 +60,54 @@ def test_chunking_does_not_change_the_curves():
     assert deletion(model, images, maps).curve.shape == (3, 9)  # default: H steps
 
 
+def gkern_from_its_description(size: int, sigma: float) -> np.ndarray:
+    """RISE's kernel written out: scipy's 1-D Gaussian (weights exp(-j^2 / 2 sigma^2), |j| up to
+    int(4 sigma + 0.5), normalised) run along each axis over a delta, the signal extended by
+    reflection (d c b a | a b c d | d c b a); the 2-D result is the outer product."""
+    radius = int(4 * sigma + 0.5)
+    offsets = np.arange(-radius, radius + 1)
+    weights = np.exp(-(offsets**2) / (2 * sigma**2))
+    weights /= weights.sum()
+
+    def reflect(index: int) -> int:
+        index %= 2 * size
+        return index if index < size else 2 * size - 1 - index
+
+    line = np.zeros(size)
+    for i in range(size):
+        line[i] = sum(w for j, w in zip(offsets, weights, strict=True) if reflect(i + j) == size // 2)
+    return np.outer(line, line)
+
+
+@pytest.mark.parametrize(("size", "sigma"), [(11, 5.0), (5, 1.0), (7, 2.5)])
+def test_rise_kernel_is_gkern(size, sigma):
+    kernel = rise_kernel(size, sigma).numpy()
+    np.testing.assert_allclose(kernel, gkern_from_its_description(size, sigma), rtol=1e-6, atol=1e-9)
+    assert abs(kernel.sum() - 1) < 1e-6 and np.allclose(kernel, kernel.T)
+
+
+def test_rise_blur_is_a_zero_padded_correlation_with_gkern():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(2, 3, 9, 13, generator=generator)
+    kernel = gkern_from_its_description(5, 2.0)
+    padded = np.pad(images.double().numpy(), ((0, 0), (0, 0), (2, 2), (2, 2)))
+    expected = np.zeros(images.shape)
+    for y in range(9):
+        for x in range(13):
+            expected[:, :, y, x] = (padded[:, :, y : y + 5, x : x + 5] * kernel).sum(axis=(2, 3))
+    got = gaussian_blur(images, 5, 2.0).double().numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    flat = torch.full((1, 3, 12, 12), 0.7)
+    rise = gaussian_blur(flat)
+    assert torch.allclose(rise[..., 5:-5, 5:-5], flat[..., 5:-5, 5:-5])  # inside: unchanged
+    assert float(rise[0, 0, 0, 0]) < 0.7 * 0.5  # the corner fades towards zero
+
+
 def test_blur_keeps_a_constant_image_and_bad_input_raises():
     flat = torch.full((1, 3, 12, 12), 0.7)
-    assert torch.allclose(gaussian_blur(flat), flat)
+    assert torch.allclose(gaussian_blur(flat, substrate="replicate"), flat)
+    with pytest.raises(SalmapError, match="substrate"):
+        gaussian_blur(flat, substrate="mirror")
     maps, images = maps_and_image()
     with pytest.raises(SalmapError):
         deletion(evidence_model(), images, maps[:, :4])

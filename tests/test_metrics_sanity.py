@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -6,8 +8,9 @@ from skimage.metrics import structural_similarity
 from torch import nn
 
 from salmap.errors import SalmapError
+from salmap.explainers import Gradient
 from salmap.figures import plot_sanity
-from salmap.metrics import cascading_randomization, default_blocks, spearman, ssim
+from salmap.metrics import cascading_randomization, default_blocks, reinitialize, spearman, ssim
 
 
 def tiny_cnn() -> nn.Module:
@@ -45,15 +48,15 @@ def test_gradient_maps_decorrelate_after_randomisation(tmp_path):
     images = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     result = cascading_randomization(model, gradient_explainer, images)
     assert result.steps == ["original", "6", "2", "0"]
-    assert result.spearman.shape == (4, 4)
-    assert torch.allclose(result.spearman[:, 0], torch.ones(4))
+    assert result.spearman.shape == (4, 4) and not result.signed  # a plain function has no signed maps
+    assert torch.allclose(result.spearman_abs[:, 0], torch.ones(4))
     assert torch.allclose(result.ssim[:, 0], torch.ones(4))
     final = result.spearman_abs[:, -1].mean()
     assert final < 0.5 and final < result.spearman_abs[:, 1].mean()
     assert result.ssim[:, -1].mean() < 0.9
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     again = cascading_randomization(model, gradient_explainer, images)
-    assert torch.equal(again.spearman, result.spearman)  # seeded
+    assert torch.equal(again.spearman_abs, result.spearman_abs)  # seeded
     assert plot_sanity({"gradient": result}, tmp_path / "sanity.png").exists()
 
 
@@ -83,3 +86,45 @@ def test_spearman_and_ssim_match_scipy_and_skimage():
             data_range=1.0,
         )
         assert ours_ssim[i].item() == pytest.approx(float(np.float64(reference)), abs=1e-5)
+
+
+def test_signed_spearman_compares_channel_summed_gradients():
+    """Adebayo et al.'s variant without absolute values: the signed input gradient summed over
+    colour channels, compared by rank with the trained model's; checked against scipy on
+    gradients computed here by hand."""
+    model = tiny_cnn()
+    images = torch.randn(3, 3, 12, 12, generator=torch.Generator().manual_seed(2))
+    result = cascading_randomization(model, Gradient, images, blocks=["6"])
+    assert result.signed and torch.allclose(result.spearman[:, 0], torch.ones(3))
+
+    def signed_gradient(network, classes):
+        x = images.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(network(x).gather(1, classes.view(-1, 1)).sum(), x)
+        return grad.sum(dim=1).flatten(1).numpy()
+
+    classes = model(images).argmax(1)
+    randomized = copy.deepcopy(model)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        reinitialize(randomized[6])
+    before, after = signed_gradient(model, classes), signed_gradient(randomized, classes)
+    for i in range(3):
+        expected = spearmanr(before[i], after[i]).statistic
+        assert result.spearman[i, 1].item() == pytest.approx(expected, abs=1e-5)
+    assert not torch.equal(result.spearman, result.spearman_abs)  # the two columns now differ
+
+
+def test_a_map_that_turns_constant_counts_as_zero_not_nan():
+    model = tiny_cnn()
+    images = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    trained = gradient_explainer(model)
+
+    def flat_after_randomisation(network):
+        if network is model:
+            return trained
+        return lambda x, target=None, normalize=True: torch.zeros(x.shape[0], 8, 8)
+
+    result = cascading_randomization(model, flat_after_randomisation, images)
+    assert not result.spearman_abs.isnan().any()
+    assert (result.spearman_abs[:, 1:] == 0).all() and result.constant[:, 1:].all()
+    assert not result.constant[:, 0].any()

@@ -129,6 +129,20 @@ class Explainer(ABC):
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         """The raw maps `(B, H, W)` for checked images `x`, autograd enabled."""
 
+    def signed_maps(self, x: torch.Tensor, target: TargetSpec = None) -> torch.Tensor | None:
+        """The signed attribution the map is made from, summed over colour channels, `(B, H, W)`
+        (what Adebayo et al. 2018 compare besides absolute maps); None for a method without one."""
+        x = check_images(x)
+        if self.model.training:
+            raise SalmapError("put the model in eval mode (model.eval()) before explaining it")
+        with gradients_enabled():
+            signed = self.explain_signed(x, as_target(target, x.shape[0]))
+        return None if signed is None else signed.detach().float()
+
+    def explain_signed(self, x: torch.Tensor, target: Target) -> torch.Tensor | None:
+        """`signed_maps` for checked images, autograd enabled; None unless a method has a sign."""
+        return None
+
     def settings(self) -> dict[str, Any]:
         """The method's settings, as written next to each map."""
         return {}

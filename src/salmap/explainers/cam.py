@@ -78,3 +78,7 @@ class CAM(LayerExplainer):
             weights = target.weights(logits.shape[-1], logits.device, linear.weight.dtype) @ linear.weight
             cam = torch.einsum("bk,bkhw->bhw", weights.to(activations.dtype), activations)
             return F.interpolate(cam[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+
+    def explain_signed(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        """The class activation map itself: sum_k w_k^c A_k is not rectified."""
+        return self.explain(x, target)

@@ -18,8 +18,9 @@ from salmap.targets import Target
 from .base import LayerExplainer, resolve_top1
 
 
-def _upsample(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+def _resize_input(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The image at another input size: bicubic, as the reference code resizes its input."""
+    return F.interpolate(x, size=size, mode="bicubic", align_corners=False)
 
 
 def _interpolation_matrix(source: int, target: int, like: torch.Tensor) -> torch.Tensor:
@@ -57,8 +58,9 @@ class CAMERAS(LayerExplainer):
     """CAMERAS: activations and gradients fused over several input sizes (Jalwana et al. 2021).
 
     For each input size s: A_s, G_s = activations of the layer and dy_l/dA_s for x resized to
-    s, both upsampled bilinearly to the input size; with mean(.) over the kept sizes,
-    map = ReLU(sum_k mean(A_s)_k * mean(G_s)_k), element-wise (Jalwana et al. 2021).
+    s (bicubic, as the reference code), both upsampled bilinearly to the input size; with
+    mean(.) over the kept sizes, map = ReLU(sum_k mean(A_s)_k * mean(G_s)_k), element-wise
+    (Jalwana et al. 2021).
 
     `sizes` defaults to `steps` sizes from the input size up in steps of `step_size` px on each
     side; `step_size=None` means 100 px per 224 px of input height (224..924 for a 224 input, as
@@ -109,7 +111,7 @@ class CAMERAS(LayerExplainer):
         kept_gradients: list[torch.Tensor] = []
         weights: list[torch.Tensor] = []
         for scaled_size in self.input_sizes(*size):
-            scaled = x if scaled_size == size else _upsample(x, scaled_size)
+            scaled = x if scaled_size == size else _resize_input(x, scaled_size)
             activations, gradients, output = layer_activations_and_gradients(
                 self.model, module, scaled, score
             )

@@ -19,10 +19,19 @@ class GradCAM(LayerExplainer):
     The map is upsampled bilinearly to the input size; the backward pass stops at the layer.
     """
 
-    def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+    def weighted_activations(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        """sum_k a_k A_k before the ReLU, `(B, 1, h, w)` at the layer's resolution."""
         activations, gradients, _ = layer_activations_and_gradients(
             self.model, self.layer(x), x, self.score(target)
         )
         weights = gradients.mean(dim=(2, 3), keepdim=True)
-        cam = F.relu((weights * activations).sum(dim=1, keepdim=True))
+        return (weights * activations).sum(dim=1, keepdim=True)
+
+    def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        cam = F.relu(self.weighted_activations(x, target))
+        return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+
+    def explain_signed(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        """sum_k a_k A_k before the ReLU, upsampled like the map."""
+        cam = self.weighted_activations(x, target)
         return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]

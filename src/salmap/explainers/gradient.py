@@ -29,3 +29,7 @@ class Gradient(Explainer):
 
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         return input_gradient(self.model, x, self.score(target)).abs().amax(dim=1)
+
+    def explain_signed(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        """dS_c/dI summed over colour channels."""
+        return input_gradient(self.model, x, self.score(target)).sum(dim=1)

@@ -146,11 +146,18 @@ class GuidedBackprop(Explainer):
         super().__init__(model, output_key)
         self.functional_rectifiers: bool | None = None
 
-    def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+    def guided_gradient(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        """The guided gradient of the class score, `(B, C, H, W)`."""
         if isinstance(self.model, torch.jit.ScriptModule):
             raise SalmapError("guided backprop cannot reach the ReLUs inside a TorchScript model")
         if self.functional_rectifiers is None:
             self.functional_rectifiers = has_functional_rectifiers(self.model, x[:1])
         with GuidedRectifiers() if self.functional_rectifiers else guided_rectifier_modules(self.model):
-            grad = input_gradient(self.model, x, self.score(target))
-        return grad.abs().amax(dim=1)
+            return input_gradient(self.model, x, self.score(target))
+
+    def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        return self.guided_gradient(x, target).abs().amax(dim=1)
+
+    def explain_signed(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        """The guided gradient summed over colour channels."""
+        return self.guided_gradient(x, target).sum(dim=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -84,7 +85,13 @@ class SmoothGrad(Explainer):
         chunk = self.batch_size or (64 if x.is_cuda else x.shape[0])
         return max(1, chunk // x.shape[0])
 
-    def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+    def _average(
+        self,
+        base_maps: Callable[[torch.Tensor, Target], torch.Tensor | None],
+        x: torch.Tensor,
+        target: Target,
+    ) -> torch.Tensor | None:
+        """(1/n) sum_i base_maps(x + e_i) over the noisy copies; None when the base has none."""
         target = resolve_top1(self, x, target)
         generator = None
         if self.seed is not None:
@@ -99,11 +106,20 @@ class SmoothGrad(Explainer):
             copies = min(copies_per_chunk, self.n - done)
             noise = torch.randn((copies, *x.shape), generator=generator, device=x.device, dtype=x.dtype)
             noisy = (x.unsqueeze(0) + noise * sigma.unsqueeze(0)).flatten(0, 1)
-            maps = self.base.explain(noisy, target if copies == 1 else target.repeat(copies))
+            maps = base_maps(noisy, target if copies == 1 else target.repeat(copies))
+            if maps is None:
+                return None
             chunk_sum = maps.view(copies, x.shape[0], *maps.shape[1:]).sum(dim=0)
             total = chunk_sum if total is None else total + chunk_sum
             done += copies
         return total / self.n
+
+    def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        return self._average(self.base.explain, x, target)
+
+    def explain_signed(self, x: torch.Tensor, target: Target) -> torch.Tensor | None:
+        """The mean of the base method's signed attribution over the noisy copies."""
+        return self._average(self.base.explain_signed, x, target)
 
     def settings(self) -> dict[str, Any]:
         return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -9,32 +10,49 @@ from matplotlib.figure import Figure
 from salmap.errors import SalmapError
 from salmap.metrics.sanity import SanityResult
 
+MEASURES = {
+    "spearman_abs": "Spearman, absolute maps",
+    "spearman": "Spearman, signed attributions",
+    "ssim": "SSIM",
+}
 
-def plot_sanity(results: dict[str, SanityResult], path: str | Path, measure: str = "spearman_abs") -> Path:
-    """Plot, per method, the mean over images (band: +- one std) of `measure` ("spearman",
-    "spearman_abs" or "ssim") against the blocks randomised; returns the path written."""
-    if measure not in ("spearman", "spearman_abs", "ssim"):
-        raise SalmapError(f"measure must be spearman, spearman_abs or ssim, got {measure!r}")
+
+def plot_sanity(
+    results: dict[str, SanityResult],
+    path: str | Path,
+    measures: Sequence[str] = ("spearman_abs", "spearman"),
+) -> Path:
+    """One panel per measure ("spearman_abs", "spearman" or "ssim"): per method, the mean over
+    images (band: +- one std) against the blocks randomised. A method without signed attributions
+    is left out of the "spearman" panel; a method whose maps turned constant says how many (their
+    Spearman counted as 0) in its legend entry. Returns the path written."""
+    unknown = [measure for measure in measures if measure not in MEASURES]
+    if unknown or not measures:
+        raise SalmapError(f"measures must be among {', '.join(MEASURES)}, got {list(measures)}")
     if not results:
         raise SalmapError("no sanity-check results to plot")
-    figure = Figure(figsize=(7, 4))
-    axis = figure.subplots()
-    steps: list[str] = []
-    for method, result in results.items():
-        values = getattr(result, measure).double()
-        mean = values.nanmean(dim=0).cpu()
-        spread = (values - mean.to(values.device)).pow(2).nanmean(dim=0).sqrt().cpu()
-        ks = range(len(result.steps))
-        axis.plot(ks, mean.numpy(), marker="o", label=method)
-        axis.fill_between(ks, (mean - spread).numpy(), (mean + spread).numpy(), alpha=0.2)
-        steps = result.steps if len(result.steps) > len(steps) else steps
-    axis.set_xticks(range(len(steps)))
-    axis.set_xticklabels(steps, rotation=45, ha="right")
-    axis.set_xlabel("randomised down to block (cumulative, from the logits)")
-    axis.set_ylabel(measure.replace("_", " "))
-    axis.set_ylim(-1.05 if measure.startswith("spearman") else -0.05, 1.05)
-    axis.axhline(0, color="grey", linewidth=0.5)
-    axis.legend()
+    figure = Figure(figsize=(7 * len(measures), 4))
+    axes = figure.subplots(1, len(measures), squeeze=False)[0]
+    steps = max((result.steps for result in results.values()), key=len)
+    for axis, measure in zip(axes, measures, strict=True):
+        for method, result in results.items():
+            if measure == "spearman" and not result.signed:
+                continue
+            values = getattr(result, measure).double()
+            mean = values.mean(dim=0).cpu()
+            spread = values.std(dim=0, unbiased=False).cpu()
+            ks = range(len(result.steps))
+            constant = int(result.constant[:, 1:].sum())
+            label = method + (f" ({constant} constant maps: 0)" if constant else "")
+            axis.plot(ks, mean.numpy(), marker="o", label=label)
+            axis.fill_between(ks, (mean - spread).numpy(), (mean + spread).numpy(), alpha=0.2)
+        axis.set_xticks(range(len(steps)))
+        axis.set_xticklabels(steps, rotation=45, ha="right")
+        axis.set_xlabel("randomised down to block (cumulative, from the logits)")
+        axis.set_title(MEASURES[measure])
+        axis.set_ylim(-1.05 if measure.startswith("spearman") else -0.05, 1.05)
+        axis.axhline(0, color="grey", linewidth=0.5)
+        axis.legend(fontsize=7)
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,15 +32,42 @@ class CausalCurve:
     fractions: torch.Tensor
 
 
-def gaussian_blur(images: torch.Tensor, kernel_size: int = 11, sigma: float = 5.0) -> torch.Tensor:
-    """Separable Gaussian blur of `(B, C, H, W)` images, edges padded by replication."""
+SUBSTRATES = ("rise", "replicate")
+
+
+def rise_kernel(kernel_size: int = 11, sigma: float = 5.0) -> torch.Tensor:
+    """RISE's `gkern` (Petsiuk et al. 2018, the authors' code): a `kernel_size`-square delta
+    smoothed by `scipy.ndimage.gaussian_filter` with `sigma` (its defaults: reflected edges, the
+    Gaussian cut at 4 sigma). With sigma 5 the Gaussian is wider than the 11 px square, so the
+    reflections fold its tails back in: the kernel is flatter than a truncated Gaussian, sums to
+    1, float32 `(kernel_size, kernel_size)`."""
+    from scipy.ndimage import gaussian_filter
+
+    delta = np.zeros((kernel_size, kernel_size))
+    delta[kernel_size // 2, kernel_size // 2] = 1.0
+    return torch.from_numpy(gaussian_filter(delta, sigma).astype(np.float32))
+
+
+def gaussian_blur(
+    images: torch.Tensor, kernel_size: int = 11, sigma: float = 5.0, substrate: str = "rise"
+) -> torch.Tensor:
+    """Gaussian blur of `(B, C, H, W)` images, each channel alone. `substrate="rise"` (RISE's
+    insertion start): `rise_kernel` with zero padding, so the edges fade towards zero in
+    normalised space; `"replicate"`: a truncated Gaussian normalised to sum 1, edges padded by
+    replication (no fade at the edges)."""
     if kernel_size < 1 or kernel_size % 2 == 0 or sigma <= 0:
         raise SalmapError(f"blur needs an odd kernel size and sigma > 0, got {kernel_size}, {sigma}")
+    if substrate not in SUBSTRATES:
+        raise SalmapError(f"unknown substrate {substrate!r}; use {' or '.join(SUBSTRATES)}")
     radius = kernel_size // 2
+    channels = images.shape[1]
+    if substrate == "rise":
+        kernel = rise_kernel(kernel_size, sigma).to(device=images.device, dtype=images.dtype)
+        weight = kernel.view(1, 1, kernel_size, kernel_size).expand(channels, 1, kernel_size, kernel_size)
+        return F.conv2d(images, weight, padding=radius, groups=channels)
     offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
     weights = torch.exp(-(offsets**2) / (2 * sigma**2))
     weights = weights / weights.sum()
-    channels = images.shape[1]
     rows = weights.view(1, 1, 1, -1).expand(channels, 1, 1, kernel_size)
     columns = weights.view(1, 1, -1, 1).expand(channels, 1, kernel_size, 1)
     padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
@@ -116,7 +144,8 @@ def deletion(
     """Deletion AUC (RISE, Petsiuk 2018): starting from the image, the most salient pixels are set
     to `fill` (normalised space; the default 0 is the mean colour), `ceil(H*W / steps)` per step
     (default steps = H: 224 steps for 224x224); curve = softmax probability of the class
-    (`target`; None: the top-1 of the clean image). Lower is better (the evidence was where the map said).
+    (`target`; None: the top-1 of the clean image, as RISE). Lower is better (the evidence was
+    where the map said).
     """
     images, maps, classes = _prepare(model, images, maps, target)
     return _causal_curve(model, images, torch.full_like(images, fill), maps, classes, steps, batch_size)
@@ -132,11 +161,14 @@ def insertion(
     batch_size: int = 64,
     blur_kernel: int = 11,
     blur_sigma: float = 5.0,
+    substrate: str = "rise",
 ) -> CausalCurve:
-    """Insertion AUC (RISE, Petsiuk 2018): starting from a Gaussian-blurred image (kernel 11,
-    sigma 5), the true pixels are revealed most salient first, `ceil(H*W / steps)` per step;
-    curve = softmax probability of the class. Higher is better.
+    """Insertion AUC (RISE, Petsiuk 2018): starting from a Gaussian-blurred image (RISE's
+    substrate: `gaussian_blur(..., substrate="rise")`, kernel 11, sigma 5, zero padding), the
+    true pixels are revealed most salient first, `ceil(H*W / steps)` per step; curve = softmax
+    probability of the class (`target`; None: the top-1 of the clean image, as RISE). Higher is
+    better. `substrate="replicate"` starts from a blur without RISE's darkened edges.
     """
     images, maps, classes = _prepare(model, images, maps, target)
-    blurred = gaussian_blur(images, blur_kernel, blur_sigma)
+    blurred = gaussian_blur(images, blur_kernel, blur_sigma, substrate)
     return _causal_curve(model, blurred, images, maps, classes, steps, batch_size)

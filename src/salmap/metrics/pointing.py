@@ -27,7 +27,8 @@ def pointing_hits(
     tolerance: float = 15.0,
 ) -> torch.Tensor:
     """Per image, 1 when the map's maximum lies within `tolerance` px (Euclidean) of the object:
-    inside one of its boxes, or its pixel mask, grown by `tolerance` (Zhang 2016), `(B,)` of 0/1.
+    some pixel of one of its boxes, or of its pixel mask, is at a distance strictly below
+    `tolerance` (Zhang 2016; TorchRay's benchmark accepts `d^2 < tolerance^2`), `(B,)` of 0/1.
 
     Give `boxes` (one `(n_i, 4)` per image) or `object_masks` (`(B, H, W)` or one `(n_i, H, W)`
     per image; pixel masks are the more exact object extent when known). Higher is better.
@@ -56,7 +57,7 @@ def pointing_hits(
             if points.shape[0] == 0:
                 raise SalmapError("an object mask is empty")
             squared.append(((points[:, 1] - x).pow(2) + (points[:, 0] - y).pow(2)).min())
-    return (torch.stack(squared) <= tolerance**2).float()
+    return (torch.stack(squared) < tolerance**2).float()
 
 
 def pointing_accuracy(hits: torch.Tensor, labels: torch.Tensor) -> float:

@@ -5,6 +5,12 @@ The blocks of a copy of the model are re-initialised one at a time, from the log
 cumulatively; after each, the map is recomputed for the same images and classes and compared
 with the trained model's map. A method that explains the model should give maps that change:
 similarity falling towards 0 is the pass (lower is better once layers are randomised).
+
+As Adebayo et al., the rank correlation is computed with and without absolute values: on the
+method's map (absolute values; every salmap map is non-negative) and on the signed attribution
+it is made from, summed over colour channels (`Explainer.signed_maps`; NaN for a method without
+one). A map that turns constant keeps no ranking of the pixels: its Spearman correlation, which
+is undefined, is counted as 0, and such maps are counted (`constant`).
 """
 
 from __future__ import annotations
@@ -89,14 +95,21 @@ class SanityResult:
     """Similarity to the trained model's map after randomising the first k blocks, k = 0..L.
 
     `steps[k]` names the last block randomised ("original" for k = 0); each tensor is
-    `(B, L + 1)`: Spearman of the raw maps, Spearman of their absolute values, and SSIM of the
-    absolute maps scaled to [0, 1].
+    `(B, L + 1)`: Spearman of the signed attributions (NaN throughout when the method has none),
+    Spearman of the maps' absolute values, SSIM of the absolute maps scaled to [0, 1], and
+    whether the map (or the signed attribution) was constant, its Spearman counted as 0.
     """
 
     steps: list[str]
     spearman: torch.Tensor
     spearman_abs: torch.Tensor
     ssim: torch.Tensor
+    constant: torch.Tensor
+
+    @property
+    def signed(self) -> bool:
+        """Whether the method has a signed attribution (the `spearman` values are defined)."""
+        return not bool(self.spearman.isnan().all())
 
 
 def cascading_randomization(
@@ -110,7 +123,8 @@ def cascading_randomization(
 ) -> SanityResult:
     """Adebayo 2018 cascading randomisation: re-initialise `blocks` (dotted module names, logits
     first; default `default_blocks(model)`) of a deep copy of `model` one at a time, cumulatively,
-    and compare `make_explainer(copy)(images, classes, normalize=False)` with the trained map.
+    and compare `make_explainer(copy)(images, classes, normalize=False)` with the trained map, and
+    its `signed_maps(images, classes)` (when the explainer has them) with the trained ones.
 
     The classes are fixed from the trained model (`target`; None: its top-1). `model` itself is
     not changed. A sane method's similarity falls as blocks are randomised (lower is better).
@@ -126,35 +140,48 @@ def cascading_randomization(
     with torch.no_grad():
         classes = target_indices(target, logits_of(model(images)))
 
-    def maps_of(network: nn.Module) -> torch.Tensor:
-        maps = make_explainer(network)(images, classes, normalize=False).detach()
+    def maps_of(network: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+        explainer = make_explainer(network)
+        maps = explainer(images, classes, normalize=False).detach()
         if maps.dim() != 3 or maps.shape[0] != images.shape[0]:
             raise SalmapError(f"the explainer returned {tuple(maps.shape)}, expected (B, H, W)")
-        return maps.float()
+        signed = getattr(explainer, "signed_maps", None)
+        signed_maps = signed(images, classes) if callable(signed) else None
+        return maps.float(), None if signed_maps is None else signed_maps.float()
 
-    reference = maps_of(model)
-    scores: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    reference, reference_signed = maps_of(model)
+    scores: list[tuple[torch.Tensor, ...]] = []
 
-    def compare(maps: torch.Tensor) -> None:
+    def compare(maps: torch.Tensor, signed: torch.Tensor | None) -> None:
+        by_rank = spearman(reference.abs().flatten(1), maps.abs().flatten(1))
+        constant = by_rank.isnan()
+        if reference_signed is None or signed is None:
+            signed_rank = torch.full_like(by_rank, float("nan"))
+        else:
+            signed_rank = spearman(reference_signed.flatten(1), signed.flatten(1))
+            constant |= signed_rank.isnan()
+            signed_rank = signed_rank.nan_to_num(0.0)
         scores.append(
             (
-                spearman(reference.flatten(1), maps.flatten(1)),
-                spearman(reference.abs().flatten(1), maps.abs().flatten(1)),
+                signed_rank,
+                by_rank.nan_to_num(0.0),
                 ssim(normalize_maps(reference.abs()), normalize_maps(maps.abs())),
+                constant,
             )
         )
 
-    compare(reference)
+    compare(reference, reference_signed)
     cuda = sorted({p.device.index or 0 for p in randomized.parameters() if p.is_cuda})
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         for module in modules:
             reinitialize(module)
-            compare(maps_of(randomized))
+            compare(*maps_of(randomized))
     columns = list(zip(*scores, strict=True))
     return SanityResult(
         steps=["original", *names],
         spearman=torch.stack(columns[0], dim=1).float(),
         spearman_abs=torch.stack(columns[1], dim=1).float(),
         ssim=torch.stack(columns[2], dim=1).float(),
+        constant=torch.stack(columns[3], dim=1),
     )
