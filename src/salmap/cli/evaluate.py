@@ -10,7 +10,8 @@ import torch
 
 from salmap import distributed
 from salmap.errors import SalmapError
-from salmap.evaluation import evaluate, parse_source, write_outputs
+from salmap.evaluation import evaluate, parse_source, protocol, write_outputs
+from salmap.evaluation.protocols import CAUSAL_TARGETS, PROTOCOLS
 from salmap.io import refuse_existing, write_text
 from salmap.models import load
 from salmap.registry import parse_methods
@@ -29,6 +30,20 @@ def _add_common(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--sanity-images", type=int, default=4, help="images for the sanity check (0: skip)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated digits (default: 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument(
+        "--protocol",
+        choices=list(PROTOCOLS),
+        default="salmap",
+        help="casm: the CASM paper's Table 1 and masked-image classification as the authors' code "
+        "computes them; salmap: every metric (default: salmap)",
+    )
+    parser.add_argument(
+        "--causal-target",
+        choices=list(CAUSAL_TARGETS),
+        default="label",
+        help="class that deletion / insertion score: label (the class the maps explain) or prediction "
+        "(the model's top-1, as RISE) (default: label)",
+    )
     add_explainer_arguments(parser)
 
 
@@ -69,7 +84,8 @@ def _evaluate_one(
     loaded = load(model_name, arch=getattr(args, "arch", None), device=str(device))
     methods = parse_methods(args.method, trained=args.checkpoint is not None or loaded.name == "digits_cnn")
     build = explainer_factory(args, loaded, methods)
-    source = parse_source(data, loaded, args.limit, seed=args.seed)
+    chosen = protocol(args.protocol).with_causal_target(args.causal_target)
+    source = parse_source(data, loaded, args.limit, seed=args.seed, box_geometry=chosen.box_geometry)
     started = time.perf_counter()
     evaluation = evaluate(
         loaded,
@@ -78,6 +94,7 @@ def _evaluate_one(
         source,
         batch_size=args.batch_size,
         sanity_images=args.sanity_images,
+        protocol=chosen,
     )
     if evaluation is None:
         return None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
@@ -15,31 +15,49 @@ from torch import nn
 from salmap import metrics
 from salmap.boxes import cam_rule_boxes, casm_rule_boxes, graphcut_boxes
 from salmap.explainers import Explainer
-from salmap.masks import discretize
+from salmap.masks import black, discretize, discretize_to_area
 from salmap.models import LoadedModel
 
 from .columns import Column
 from .sources import EvalBatch
 
+if TYPE_CHECKING:
+    from .protocols import Protocol
+
 
 @dataclass
 class MapsOfBatch:
-    """One method's maps `(B, H, W)` (on the CPU) for one batch, with what the metrics need: the
-    batch, the model's predictions on it, the loaded model, its device, the value removed pixels
-    take, the chunk of images the causal metrics run at once, the batch's number, and for the
-    sanity check how many images it takes and how to rebuild the method for another model (None
-    for a trained mapper, which carries its own classifier)."""
+    """One method's maps `(B, H, W)` (on the CPU; a trained mapper's raw masks) for one batch,
+    with what the metrics need: the batch, the model's predictions on it, the predictions of the
+    classifier the maps come from (the model's own for post-hoc methods, a trained mapper's
+    co-trained classifier), the loaded model, its device, the data set's fill value for removed
+    pixels, the chunk of images the causal metrics run at once, the batch's number, the protocol,
+    and for the sanity check how many images it takes and how to rebuild the method for another
+    model (None for a trained mapper, which carries its own classifier)."""
 
     batch: EvalBatch
     maps: torch.Tensor
     predictions: torch.Tensor
+    own_predictions: torch.Tensor
     loaded: LoadedModel
     device: torch.device
     fill: float
     chunk: int
     number: int
+    protocol: Protocol
     sanity_images: int = 0
     rebuild: Callable[[nn.Module], Explainer] | None = None
+
+    def binary(self) -> torch.Tensor:
+        """The binary masks of the protocol's rule (the CASM rule, or b = m >= mean(m))."""
+        rule = discretize_to_area if self.protocol.binarize == "casm" else discretize
+        return rule(self.maps)
+
+    def masked_fill(self) -> float | tuple[float, ...]:
+        """What masked pixels become: black (per channel, normalised) or the data set's fill."""
+        if self.protocol.masked_fill == "black":
+            return black(self.loaded.mean, self.loaded.std)
+        return self.fill
 
 
 class Accumulator:
@@ -83,9 +101,17 @@ def _percent(key: str, title: str, group: str, better: str | None = None, in_tab
     return Column(key, title, group, percent=True, better=better, in_table=in_table)
 
 
+BOX_RULES: dict[str, Callable[[EvalBatch, torch.Tensor], torch.Tensor]] = {
+    "cam": lambda batch, maps: cam_rule_boxes(maps),
+    "casm": lambda batch, maps: casm_rule_boxes(maps),
+    "graphcut": lambda batch, maps: graphcut_boxes(batch.pixels, maps),
+}
+
+
 class Boxes(Accumulator):
-    """LE and OM under the CAM, CASM and GraphCut box rules, F1 / F1a, and BoxAcc over thresholds
-    (held-out threshold and MaxBoxAcc, Choe et al. 2020)."""
+    """LE and OM under the protocol's box rules (CAM, CASM, GraphCut), OM of the CASM rule with
+    each map's own classifier, F1 / F1a, and BoxAcc over thresholds (held-out threshold and
+    MaxBoxAcc, Choe et al. 2020) when the protocol sweeps thresholds."""
 
     columns = (
         _percent("le_cam", "LE, CAM rule", "localisation", "lower"),
@@ -93,6 +119,7 @@ class Boxes(Accumulator):
         _percent("le_graphcut", "LE, GraphCut", "localisation", "lower"),
         _percent("om_cam", "OM, CAM rule", "localisation", "lower", in_table=False),
         _percent("om_casm", "OM, CASM rule", "localisation", "lower"),
+        _percent("om_casm_own", "OM, CASM rule, own classifier", "localisation", "lower"),
         _percent("om_graphcut", "OM, GraphCut", "localisation", "lower", in_table=False),
         _percent("f1", "F1", "localisation", "higher"),
         _percent("f1a", "F1a", "localisation", "higher"),
@@ -101,28 +128,31 @@ class Boxes(Accumulator):
     )
 
     def update(self, maps: MapsOfBatch) -> None:
-        batch, saliency = maps.batch, maps.maps
-        rules = {
-            "cam": cam_rule_boxes(saliency),
-            "casm": casm_rule_boxes(saliency),
-            "graphcut": graphcut_boxes(batch.pixels, saliency),
-        }
-        for rule, boxes in rules.items():
-            self.add(f"le_{rule}", metrics.localization_error(boxes, batch.boxes))
-            self.add(
-                f"om_{rule}",
-                metrics.official_metric_error(boxes, batch.boxes, maps.predictions, batch.labels),
+        batch, saliency, areas = maps.batch, maps.maps, maps.batch.box_areas
+        for rule in maps.protocol.box_rules:
+            boxes = BOX_RULES[rule](batch, saliency)
+            self.add(f"le_{rule}", metrics.localization_error(boxes, batch.boxes, truth_areas=areas))
+            om = metrics.official_metric_error(
+                boxes, batch.boxes, maps.predictions, batch.labels, truth_areas=areas
             )
-        f1 = metrics.box_f1(saliency, batch.boxes)
+            self.add(f"om_{rule}", om)
+            if rule == "casm":
+                own = metrics.official_metric_error(
+                    boxes, batch.boxes, maps.own_predictions, batch.labels, truth_areas=areas
+                )
+                self.add("om_casm_own", own)
+        f1 = metrics.box_f1(saliency, batch.boxes, truth_areas=areas)
         self.add("f1", f1.f1)
         self.add("f1a", f1.f1a)
-        self.add("_box_hits", metrics.box_accuracy_sweep(saliency, batch.boxes))
+        if maps.protocol.box_sweep:
+            self.add("_box_hits", metrics.box_accuracy_sweep(saliency, batch.boxes))
 
     def summary(self, labels: torch.Tensor) -> dict[str, float]:
         summary = super().summary(labels)
         hits = self.column("_box_hits")
-        summary["max_box_acc"] = metrics.max_box_accuracy(hits).accuracy
-        summary["box_acc_held_out"] = metrics.two_fold_box_accuracy(hits)
+        if hits.numel():
+            summary["max_box_acc"] = metrics.max_box_accuracy(hits).accuracy
+            summary["box_acc_held_out"] = metrics.two_fold_box_accuracy(hits)
         return summary
 
 
@@ -143,7 +173,9 @@ class Pointing(Accumulator):
 
 
 class Causal(Accumulator):
-    """Deletion and insertion AUC (Petsiuk et al. 2018), and their curves summed over images."""
+    """Deletion and insertion AUC (Petsiuk et al. 2018), and their curves summed over images; the
+    class scored is the ground truth (the class the maps explain) or, as RISE, the model's top-1
+    (`protocol.causal_target`)."""
 
     columns = (
         Column("deletion", "deletion AUC", "evidence", better="lower"),
@@ -158,13 +190,12 @@ class Causal(Accumulator):
     def update(self, maps: MapsOfBatch) -> None:
         batch, model = maps.batch, maps.loaded.model
         saliency = maps.maps.to(maps.device)
+        target = batch.labels if maps.protocol.causal_target == "label" else None
         curves = {
             "deletion": metrics.deletion(
-                model, batch.images, saliency, batch.labels, batch_size=maps.chunk, fill=maps.fill
+                model, batch.images, saliency, target, batch_size=maps.chunk, fill=maps.fill
             ),
-            "insertion": metrics.insertion(
-                model, batch.images, saliency, batch.labels, batch_size=maps.chunk
-            ),
+            "insertion": metrics.insertion(model, batch.images, saliency, target, batch_size=maps.chunk),
         }
         for name, curve in curves.items():
             self.add(name, curve.auc)
@@ -181,7 +212,8 @@ class Causal(Accumulator):
 
 class Evidence(Accumulator):
     """Where pixel masks of the evidence are known: pixel AUROC of the map, the fraction of each
-    object covered by the binary mask, and whether every object is covered."""
+    object covered by the binary mask (the protocol's binarisation), and whether every object is
+    covered."""
 
     columns = (
         Column("auroc", "pixel AUROC", "evidence", better="higher"),
@@ -195,7 +227,7 @@ class Evidence(Accumulator):
             return
         union = torch.stack([found.any(dim=0) for found in objects])
         self.add("auroc", metrics.pixel_auroc(maps.maps, union))
-        coverage = metrics.object_coverage(discretize(maps.maps), objects)
+        coverage = metrics.object_coverage(maps.binary(), objects)
         self.add("coverage", torch.stack([c.mean() for c in coverage]))
         self.add("covers_all", metrics.covers_all(coverage))
 
@@ -238,8 +270,9 @@ def _reference_columns() -> tuple[Column, ...]:
 
 
 class MaskedClassification(Accumulator):
-    """Top-1 of the model on the masked-in, masked-out and inpainted images of the binary mask
-    b = m >= mean(m), with the all-zero, all-one and random masks as reference rows."""
+    """Top-1 of the model on the masked-in, masked-out and inpainted images of the protocol's
+    binary mask, masked pixels black or the data set's fill value, with the all-zero, all-one and
+    random (same area) masks as reference rows."""
 
     columns = (
         _percent("masked_in", "masked-in top-1", "classification", "higher"),
@@ -253,22 +286,27 @@ class MaskedClassification(Accumulator):
         table = metrics.masked_classification(
             {loaded.name: loaded.model},
             maps.batch.images,
-            discretize(maps.maps.to(maps.device)),
+            maps.binary().to(maps.device),
             maps.batch.labels,
             mean=loaded.mean,
             std=loaded.std,
-            fill=maps.fill,
+            fill=maps.masked_fill(),
         )
         for (_, variant, kind), predictions in table.items():
             self.add(variant if kind == "map" else f"{kind}_{variant}", predictions.top1)
 
 
 class Sanity(Accumulator):
-    """The cascading randomisation sanity check (Adebayo et al. 2018) on the first images."""
+    """The cascading randomisation sanity check (Adebayo et al. 2018) on the first images: with
+    every block randomised, the Spearman correlation of the absolute maps and of the signed
+    attributions (NaN for a method without one), SSIM, and the share of maps that turned
+    constant (their Spearman counted as 0)."""
 
     columns = (
         Column("sanity_spearman_abs", "Spearman of abs(map), all blocks random", "sanity", better="lower"),
+        Column("sanity_spearman", "Spearman of signed maps, all blocks random", "sanity", better="lower"),
         Column("sanity_ssim", "SSIM, all blocks random", "sanity", better="lower"),
+        _percent("sanity_constant", "maps constant once randomised", "sanity"),
     )
 
     def __init__(self) -> None:
@@ -285,7 +323,9 @@ class Sanity(Accumulator):
             maps.loaded.model, maps.rebuild, maps.batch.images[:count], maps.batch.labels[:count]
         )
         self.add("sanity_spearman_abs", self.result.spearman_abs[:, -1])
+        self.add("sanity_spearman", self.result.spearman[:, -1])
         self.add("sanity_ssim", self.result.ssim[:, -1])
+        self.add("sanity_constant", self.result.constant[:, 1:].float().mean(dim=1))
 
     def extend(self, other: Sanity) -> None:
         super().extend(other)

@@ -35,7 +35,6 @@ GROUPS = {
     "localisation": "Localisation (percent; LE/OM: IoU > 0.5 with a ground-truth box)",
     "evidence": "Faithfulness and evidence",
     "masks": "Mask statistics (continuous maps)",
-    "classification": "Classification of masked images by the model (percent, discretised maps, "
-    "b = m >= mean(m))",
+    "classification": "Classification of masked images by the model (percent, binary masks)",
     "sanity": "Sanity check (cascading randomisation, from the logits down)",
 }

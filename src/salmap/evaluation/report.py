@@ -14,6 +14,7 @@ from salmap.io import write_atomically, write_json, write_text
 
 from .accumulators import COLUMNS, Causal, Sanity
 from .columns import GROUPS
+from .protocols import Protocol, Table
 from .runner import Evaluation
 
 BY_KEY = {column.key: column for column in COLUMNS}
@@ -24,17 +25,23 @@ def summarize(evaluation: Evaluation) -> dict[str, dict[str, float]]:
     return {name: result.summary(evaluation.labels) for name, result in evaluation.methods.items()}
 
 
-def markdown_tables(summary: dict[str, dict[str, float]]) -> dict[str, str]:
-    """One Markdown table per group of columns, one row per method (percentages where marked)."""
+def report_tables(protocol: Protocol) -> tuple[Table, ...]:
+    """The protocol's tables, or one per column group (the columns shown in tables)."""
+    if protocol.tables is not None:
+        return protocol.tables
+    titles = protocol.group_titles
+    return tuple(
+        Table(titles[group], tuple(c.key for c in COLUMNS if c.group == group and c.in_table))
+        for group in GROUPS
+    )
+
+
+def markdown_tables(summary: dict[str, dict[str, float]], protocol: Protocol) -> dict[str, str]:
+    """One Markdown table per table of the protocol, by title, one row per method (percentages
+    where marked); columns no method has are left out, and so are tables left empty."""
     tables = {}
-    for group in GROUPS:
-        present = [
-            column
-            for column in COLUMNS
-            if column.group == group
-            and column.in_table
-            and any(column.key in row for row in summary.values())
-        ]
+    for table in report_tables(protocol):
+        present = [BY_KEY[key] for key in table.keys if any(key in row for row in summary.values())]
         if not present:
             continue
         lines = ["| method | " + " | ".join(column.heading for column in present) + " |"]
@@ -42,8 +49,35 @@ def markdown_tables(summary: dict[str, dict[str, float]]) -> dict[str, str]:
         for name, row in summary.items():
             cells = " | ".join(column.cell(row.get(column.key)) for column in present)
             lines.append(f"| {name} | {cells} |")
-        tables[group] = "\n".join(lines)
+        tables[table.title] = "\n".join(lines)
     return tables
+
+
+def _fills(evaluation: Evaluation) -> str:
+    """What removed pixels become, and which class deletion / insertion score."""
+    protocol = evaluation.protocol
+    masked = (
+        "black (0 before normalisation)"
+        if protocol.masked_fill == "black"
+        else f"{evaluation.source.fill:.3f} in normalised space"
+    )
+    text = f"Masked images: masked pixels {masked}."
+    if Causal in protocol.accumulators:
+        scored = (
+            "the ground-truth class (the class the maps explain)"
+            if protocol.causal_target == "label"
+            else "the model's top-1 class on the clean image (RISE)"
+        )
+        text += (
+            f" Deletion sets pixels to {evaluation.source.fill:.3f} in normalised space; deletion and "
+            f"insertion score the softmax probability of {scored}."
+        )
+    return text
+
+
+def table_has_masked_images(table: str) -> bool:
+    """Whether a report table holds the masked-image columns (the reference rows follow it)."""
+    return BY_KEY["masked_out"].heading in table
 
 
 def reference_rows(summary: dict[str, float]) -> str:
@@ -60,12 +94,14 @@ def reference_rows(summary: dict[str, float]) -> str:
 def write_outputs(
     evaluation: Evaluation, out: Path, title: str, seconds: float
 ) -> tuple[dict[str, dict[str, float]], str]:
-    """Write report.md, metrics.json, metrics.csv, gallery.png, curves.png and sanity.png; return
-    the summary and the report text."""
+    """Write report.md (stating the protocol), metrics.json, metrics.csv, gallery.png and, when
+    the protocol has those metrics, curves.png and sanity.png; return the summary and the report
+    text."""
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(evaluation)
     accuracy = float((evaluation.predictions == evaluation.labels).float().mean())
-    tables = markdown_tables(summary)
+    protocol = evaluation.protocol
+    tables = markdown_tables(summary, protocol)
     parts = [
         f"# {title}",
         "",
@@ -73,25 +109,27 @@ def write_outputs(
         f"Model: `{evaluation.model_name}` (top-1 accuracy {100 * accuracy:.1f}%). "
         f"Maps explain the ground-truth class. Wall time {seconds:.0f} s.",
         "",
-        "Box rules are fixed (CAM: largest region above 20% of the max; CASM: m >= mean(m), largest "
-        "4-connected component; GraphCut: seeds above the 95th / below the 30th percentile). BoxAcc "
-        "chooses its threshold on the other half of the images (two folds); MaxBoxAcc takes the best "
-        "threshold on the images it scores, an upper bound (Choe et al. 2020). Removed pixels (deletion, "
-        f"masked images) take the value {evaluation.source.fill:.3f} in normalised space.",
-    ]
-    for group, table in tables.items():
-        parts += ["", f"## {GROUPS[group]}", "", table]
-        if group == "classification":
-            parts += ["", "Reference rows:", "", reference_rows(next(iter(summary.values())))]
-    parts += [
+        protocol.statement,
         "",
-        "Figures: `gallery.png` (green: ground truth, red: CASM-rule box), `curves.png`, `sanity.png`.",
+        _fills(evaluation),
     ]
+    for heading, table in tables.items():
+        parts += ["", f"## {heading}", "", table]
+        if table_has_masked_images(table):
+            parts += ["", "Reference rows:", "", reference_rows(next(iter(summary.values())))]
+    figures = ["`gallery.png` (green: ground truth, red: CASM-rule box)"]
+    if Causal in protocol.accumulators:
+        figures.append("`curves.png`")
+    if Sanity in protocol.accumulators:
+        figures.append("`sanity.png`")
+    parts += ["", "Figures: " + ", ".join(figures) + "."]
     text = "\n".join(parts) + "\n"
     write_text(out / "report.md", text)
     document = {
         "data": evaluation.source.name,
         "model": evaluation.model_name,
+        "protocol": protocol.name,
+        "causal_target": protocol.causal_target if Causal in protocol.accumulators else None,
         "images": len(evaluation.labels),
         "accuracy": accuracy,
         "seconds": seconds,
@@ -128,13 +166,17 @@ def _write_figures(evaluation: Evaluation, out: Path) -> None:
         out / "gallery.png",
         lambda path: write_gallery(evaluation.gallery_pixels, evaluation.gallery_boxes, gallery, path),
     )
-    count = len(evaluation.labels)
-    causal = {name: result.of(Causal) for name, result in evaluation.methods.items()}
-    curves = {
-        name: {kind: curve / count for kind, curve in found.curves.items()} for name, found in causal.items()
-    }
-    fractions = next(iter(causal.values())).fractions
-    write_atomically(out / "curves.png", lambda path: write_curves(fractions, curves, path))
+    if Causal in evaluation.protocol.accumulators:
+        count = len(evaluation.labels)
+        causal = {name: result.of(Causal) for name, result in evaluation.methods.items()}
+        curves = {
+            name: {kind: curve / count for kind, curve in found.curves.items()}
+            for name, found in causal.items()
+        }
+        fractions = next(iter(causal.values())).fractions
+        write_atomically(out / "curves.png", lambda path: write_curves(fractions, curves, path))
+    if Sanity not in evaluation.protocol.accumulators:
+        return
     sanity = {
         name: result.of(Sanity).result
         for name, result in evaluation.methods.items()

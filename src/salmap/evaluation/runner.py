@@ -16,7 +16,8 @@ from salmap.explainers import Explainer
 from salmap.models import LoadedModel
 from salmap.registry import method
 
-from .accumulators import ACCUMULATORS, COLUMNS, Accumulator, MapsOfBatch
+from .accumulators import COLUMNS, Accumulator, MapsOfBatch
+from .protocols import SALMAP, Protocol
 from .sources import EvalBatch, EvalSource
 
 A = TypeVar("A", bound=Accumulator)
@@ -26,10 +27,15 @@ GALLERY_IMAGES = 6
 
 @dataclass
 class MethodResults:
-    """One method's accumulators (in `ACCUMULATORS` order) and its gallery maps and boxes."""
+    """One method's accumulators (the protocol's, in its order) and its gallery maps and boxes."""
 
-    accumulators: list[Accumulator] = field(default_factory=lambda: [kind() for kind in ACCUMULATORS])
+    accumulators: list[Accumulator]
     gallery: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+
+    @classmethod
+    def of_protocol(cls, protocol: Protocol) -> MethodResults:
+        """Empty results with the protocol's accumulators."""
+        return cls([kind() for kind in protocol.accumulators])
 
     def extend(self, other: MethodResults) -> None:
         """Append the results of the batches that follow."""
@@ -60,16 +66,18 @@ class Evaluation:
     predictions: torch.Tensor
     gallery_pixels: torch.Tensor
     gallery_boxes: list[torch.Tensor]
+    protocol: Protocol = SALMAP
 
 
 @dataclass(frozen=True)
 class _Settings:
     """How a run evaluates: images per batch, images for the sanity check, the removed pixels'
-    value."""
+    value, the protocol."""
 
     batch_size: int
     sanity_images: int
     fill: float
+    protocol: Protocol
 
 
 @dataclass
@@ -106,21 +114,28 @@ def _evaluate_batch(
         predictions=predicted,
         gallery_pixels=batch.pixels[:room].cpu(),
         gallery_boxes=batch.boxes[:room],
-        methods={name: MethodResults() for name in explainers},
+        methods={name: MethodResults.of_protocol(settings.protocol) for name in explainers},
     )
     for name, explainer in explainers.items():
-        maps = explainer(batch.images, batch.labels).cpu()
+        trained = method(name).trained
+        if trained:  # the raw mask m(x), and the mapper's own classifier's top-1
+            explanation = explainer.with_prediction(batch.images, batch.labels, normalize=False)
+            maps, own = explanation.maps.cpu(), explanation.logits.argmax(dim=-1).cpu()
+        else:
+            maps, own = explainer(batch.images, batch.labels).cpu(), predicted
         view = MapsOfBatch(
             batch=batch,
             maps=maps,
             predictions=predicted,
+            own_predictions=own,
             loaded=loaded,
             device=device,
             fill=settings.fill,
             chunk=settings.batch_size * 4,
             number=number,
+            protocol=settings.protocol,
             sanity_images=settings.sanity_images,
-            rebuild=None if method(name).trained else lambda model, name=name: make_explainer(name, model),
+            rebuild=None if trained else lambda model, name=name: make_explainer(name, model),
         )
         result = part.methods[name]
         for accumulator in result.accumulators:
@@ -139,20 +154,22 @@ def evaluate(
     batch_size: int = 32,
     sanity_images: int = 4,
     progress: bool = True,
+    protocol: Protocol = SALMAP,
 ) -> Evaluation | None:
-    """Explain every image of `source` with every method and accumulate every metric of
-    `ACCUMULATORS`: LE / OM (three box rules), F1 / F1a, BoxAcc sweeps, pointing game, deletion /
-    insertion AUC, mask statistics, masked-image classification, the sanity check and, where pixel
-    masks are known, AUROC and per-object coverage. The maps explain the ground-truth class of
-    each image. `make_explainer(method, model)` builds a method for a model; the sanity check
-    rebuilds it for randomised copies of the model, on the first `sanity_images` images (not for
-    the trained mappers, which carry their own classifier). Removed pixels (deletion, masked
-    images) take the source's fill value.
+    """Explain every image of `source` with every method and accumulate the metrics of the
+    `protocol` (`salmap.evaluation.protocols`; by default every metric: LE / OM (three box
+    rules), F1 / F1a, BoxAcc sweeps, pointing game, deletion / insertion AUC, mask statistics,
+    masked-image classification, the sanity check and, where pixel masks are known, AUROC and
+    per-object coverage). The maps explain the ground-truth class of each image; trained mappers
+    are scored on their raw masks m(x). `make_explainer(method, model)` builds a method for a
+    model; the sanity check rebuilds it for randomised copies of the model, on the first
+    `sanity_images` images (not for the trained mappers, which carry their own classifier).
+    Deleted pixels take the source's fill value; masked images the protocol's.
 
     Under `torchrun` (a joined process group) rank r evaluates batches r, r + N, ...; rank 0
     gathers every batch's values and returns what one process would, the other ranks None."""
     explainers = {name: make_explainer(name, loaded.model) for name in methods}
-    settings = _Settings(batch_size, sanity_images, source.fill)
+    settings = _Settings(batch_size, sanity_images, source.fill, protocol)
     numbers = distributed.shard(-(-source.size // batch_size))
     images = sum(min(batch_size, source.size - number * batch_size) for number in numbers)
     bar = tqdm(
@@ -172,12 +189,14 @@ def evaluate(
     if gathered is None:
         return None
     parts = sorted((part for ranks in gathered for part in ranks), key=lambda part: part.number)
-    return _merge(source, loaded.name, list(explainers), parts)
+    return _merge(source, loaded.name, list(explainers), parts, protocol)
 
 
-def _merge(source: EvalSource, model_name: str, methods: list[str], parts: list[_BatchResults]) -> Evaluation:
+def _merge(
+    source: EvalSource, model_name: str, methods: list[str], parts: list[_BatchResults], protocol: Protocol
+) -> Evaluation:
     """The evaluation of the batches `parts`, in batch order."""
-    results = {name: MethodResults() for name in methods}
+    results = {name: MethodResults.of_protocol(protocol) for name in methods}
     for part in parts:
         for name, result in part.methods.items():
             results[name].extend(result)
@@ -189,4 +208,5 @@ def _merge(source: EvalSource, model_name: str, methods: list[str], parts: list[
         predictions=torch.cat([part.predictions for part in parts]),
         gallery_pixels=torch.cat([part.gallery_pixels for part in parts]),
         gallery_boxes=[boxes for part in parts for boxes in part.gallery_boxes],
+        protocol=protocol,
     )

@@ -16,14 +16,16 @@ from salmap.models import LoadedModel
 @dataclass
 class EvalBatch:
     """Normalised images `(B, C, H, W)`, their pixels `(B, 3, H, W)` in [0, 1] (for GraphCut and
-    pictures), labels `(B,)`, ground-truth boxes (one `(n_i, 4)` long tensor per image) and, where
-    known, the evidence objects' pixel masks (one `(n_i, H, W)` bool tensor per image)."""
+    pictures), labels `(B,)`, ground-truth boxes (one `(n_i, 4)` long tensor per image), where
+    known the evidence objects' pixel masks (one `(n_i, H, W)` bool tensor per image), and in the
+    CASM box geometry the boxes' areas before clipping (one `(n_i,)` tensor per image)."""
 
     images: torch.Tensor
     pixels: torch.Tensor
     labels: torch.Tensor
     boxes: list[torch.Tensor]
     objects: list[torch.Tensor] | None
+    box_areas: list[torch.Tensor] | None = None
 
 
 @dataclass
@@ -69,6 +71,7 @@ class EvalSource:
                 labels=batch["label"],
                 boxes=[torch.as_tensor(b).round().long().view(-1, 4) for b in batch["boxes"]],
                 objects=None,
+                box_areas=batch.get("box_areas"),
             )
 
 
@@ -85,9 +88,14 @@ def digits_source(variant: str = "single", n: int = 500, seed: int = 0, split: s
     return EvalSource(name=f"digits:{variant}", size=len(data), has_objects=True, fill=fill, digits=data)
 
 
-def imagenet_source(root: str | Path, loaded: LoadedModel, limit: int | None, workers: int) -> EvalSource:
-    """`ROOT/val/<wnid>/*` with XML boxes, preprocessed like `loaded` and mapped to ImageNet-1k
-    indices when the model has 1,000 classes; only images with at least one box are kept."""
+def imagenet_source(
+    root: str | Path, loaded: LoadedModel, limit: int | None, workers: int, box_geometry: str = "crop"
+) -> EvalSource:
+    """`ROOT/val/<wnid>/*` with XML boxes, mapped to ImageNet-1k indices when the model has 1,000
+    classes; only images with at least one box are kept. `box_geometry="crop"`: preprocessed like
+    `loaded` (its resize and centre crop), boxes clipped to the crop; `"casm"`: the CASM authors'
+    scoring geometry, the shorter side resized straight to the crop size and the boxes in their
+    integer geometry with their areas before clipping (`salmap.data.imagenet.casm_boxes`)."""
     from torch.utils.data import Subset
 
     from salmap.data.imagenet import ImageNetFolder
@@ -95,14 +103,16 @@ def imagenet_source(root: str | Path, loaded: LoadedModel, limit: int | None, wo
     if loaded.resize is None:
         raise SalmapError(f"{loaded.name} has no resize + crop preprocessing for ImageNet images")
     mapping = "imagenet-1k" if len(loaded.class_names) == 1000 else None
+    crop = loaded.input_size[0]
     folder = ImageNetFolder(
         root,
         "val",
-        resize=loaded.resize,
-        crop=loaded.input_size[0],
+        resize=crop if box_geometry == "casm" else loaded.resize,
+        crop=crop,
         mean=loaded.mean,
         std=loaded.std,
         class_to_idx=mapping,
+        box_geometry=box_geometry,
     )
     boxed = [i for i, (path, wnid) in enumerate(folder.samples) if folder.box_file(path, wnid) is not None]
     if not boxed:
@@ -118,14 +128,19 @@ def imagenet_source(root: str | Path, loaded: LoadedModel, limit: int | None, wo
 
 
 def parse_source(
-    spec: str, loaded: LoadedModel, limit: int | None, workers: int = 2, seed: int = 0
+    spec: str,
+    loaded: LoadedModel,
+    limit: int | None,
+    workers: int = 2,
+    seed: int = 0,
+    box_geometry: str = "crop",
 ) -> EvalSource:
-    """`digits`, `digits:single`, `digits:twin` or `imagenet:PATH`."""
+    """`digits`, `digits:single`, `digits:twin` or `imagenet:PATH` (read in `box_geometry`)."""
     kind, _, rest = spec.partition(":")
     if kind == "digits":
         return digits_source(rest or "single", n=limit or 500, seed=seed)
     if kind == "imagenet":
         if not rest:
             raise SalmapError("give the ImageNet folder as imagenet:PATH")
-        return imagenet_source(rest, loaded, limit, workers)
+        return imagenet_source(rest, loaded, limit, workers, box_geometry)
     raise SalmapError(f"unknown data {spec!r}; use digits[:single|twin] or imagenet:PATH")
