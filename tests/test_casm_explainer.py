@@ -92,9 +92,10 @@ def test_baseline_needs_a_thinning_f_checkpoint(trained):
         Baseline.from_checkpoint(trained["L"])
 
 
-def test_decoder_equals_concatenate_then_convolve():
+@pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
+def test_decoder_equals_concatenate_then_convolve(upsample):
     torch.manual_seed(0)
-    decoder = Decoder(stem_channels=5, stage_channels=[6, 7, 8], width=4)
+    decoder = Decoder(stem_channels=5, stage_channels=[6, 7, 8], width=4, upsample=upsample)
     for module in decoder.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.running_mean.uniform_(-1, 1)
@@ -108,9 +109,30 @@ def test_decoder_equals_concatenate_then_convolve():
         for lateral, f in zip(decoder.lateral, stages, strict=True)
     ]
     plain = torch.nn.functional.interpolate(
-        torch.sigmoid(decoder.out(torch.cat(parts, dim=1))), size=(40, 48), mode="bilinear"
+        torch.sigmoid(decoder.out(torch.cat(parts, dim=1))), size=(40, 48), mode=upsample
     ).squeeze(1)
     torch.testing.assert_close(fast, plain, atol=1e-6, rtol=1e-5)
     (fast_grad,) = torch.autograd.grad(fast.square().sum(), decoder.out.weight)
     (plain_grad,) = torch.autograd.grad(plain.square().sum(), decoder.out.weight)
     torch.testing.assert_close(fast_grad, plain_grad, atol=1e-5, rtol=1e-4)
+
+
+def test_resnet_decoder_reads_the_max_pool_grid_as_the_authors_code():
+    """The authors' decoder (kondiz/casme archs.py) takes the ResNet's max-pool output (1/4 of
+    the input) and layer1..layer4, and enlarges the sigmoid by nearest neighbour x4; the
+    pre-pool stem (1/2 of the input) is the `conv` option."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=5).eval()
+    x = torch.randn(1, 3, 64, 64)
+    pooled = adapt(model)
+    features = pooled(x, features=True)
+    assert features.stem.shape[-2:] == (16, 16)
+    assert [s.shape[-1] for s in features.stages] == [16, 8, 4, 2]
+    expected_stem = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    torch.testing.assert_close(features.stem, expected_stem)
+    mask = build_mapper(pooled, width=4)(x, features)[0]
+    blocks = mask.view(16, 4, 16, 4)
+    assert torch.equal(blocks, blocks[:, :1, :, :1].expand_as(blocks))  # one value per 4x4 block
+    assert adapt(model, "conv")(x, features=True).stem.shape[-2:] == (32, 32)
+    with pytest.raises(SalmapError, match="decoder stem"):
+        adapt(model, "middle")

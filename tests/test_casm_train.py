@@ -48,19 +48,44 @@ def test_one_step_changes_f_and_m_and_keeps_the_pool_small(name):
     assert 0 <= metrics["area"] <= 1 and metrics["loss_f"] > 0
 
 
-def test_live_classifier_step_matches_gradients_of_the_old_weights():
-    """The mapper's gradient is the one of the weights that built the graph (no in-place defect)."""
-    trainer = CASMTrainer(tiny_config(thinning="L"), tiny_classifier(), torch.device("cpu"))
+def sgd_step(module: torch.nn.Module, loss: torch.Tensor, buffers: list, lr=1e-3, momentum=0.9, decay=1e-4):
+    """SGD with momentum and weight decay written out (PyTorch's rule: buf = m * buf + g + wd * p)."""
+    grads = torch.autograd.grad(loss, list(module.parameters()), retain_graph=True)
+    with torch.no_grad():
+        for index, (parameter, grad) in enumerate(zip(module.parameters(), grads, strict=True)):
+            step = grad + decay * parameter
+            buffers[index] = step if buffers[index] is None else momentum * buffers[index] + step
+            parameter -= lr * buffers[index]
+
+
+@pytest.mark.parametrize("update", ["two_steps", "mean"])
+def test_live_classifier_steps_and_mapper_gradient_follow_the_update_rule(update):
+    """two_steps (the authors' code): f steps on the clean batch, f' = f(k) runs on the masked
+    batch, the mapper's gradient is taken there, then f steps on the masked batch. mean: one
+    step on the mean of both losses, f' = f(k-1). No in-place defect: each gradient belongs to
+    the weights that built its graph."""
+    trainer = CASMTrainer(
+        tiny_config(thinning="L", classifier_update=update), tiny_classifier(), torch.device("cpu")
+    )
     x, y = tiny_data(8).tensors
     reference = CASMTrainer(tiny_config(thinning="L"), tiny_classifier(), torch.device("cpu"))
     reference.mapper.load_state_dict(trainer.mapper.state_dict())
     reference.f.train()
+    buffers = [None] * len(list(reference.f.parameters()))
     features = reference.f(x, features=True)
+    clean_loss = torch.nn.functional.cross_entropy(features.logits, y)
+    if update == "two_steps":
+        sgd_step(reference.f, clean_loss, buffers)
     masks = reference.mapper(x, features)
     weights = masks.unsqueeze(1)
     logits = reference.f(x * (1 - weights) + reference.config.fill_value * weights)
     loss, _, _ = mask_loss(masks, features.logits, logits, y, reference.area_weight)
-    expected = torch.autograd.grad(loss, list(reference.mapper.parameters()))
+    expected = torch.autograd.grad(loss, list(reference.mapper.parameters()), retain_graph=True)
+    masked_loss = torch.nn.functional.cross_entropy(logits, y)
+    if update == "two_steps":
+        sgd_step(reference.f, masked_loss, buffers)
+    else:
+        sgd_step(reference.f, 0.5 * (clean_loss + masked_loss), buffers)
     seen = []
     trainer.opt_m.register_step_pre_hook(
         lambda *_: seen.extend(p.grad.clone() for p in trainer.mapper.parameters())
@@ -68,6 +93,8 @@ def test_live_classifier_step_matches_gradients_of_the_old_weights():
     trainer.config.clip_norm = 1e9
     trainer.step(x, y)
     for got, want in zip(seen, expected, strict=True):
+        torch.testing.assert_close(got, want)
+    for got, want in zip(trainer.f.parameters(), reference.f.parameters(), strict=True):
         torch.testing.assert_close(got, want)
 
 
@@ -84,17 +111,32 @@ def test_area_rule_applies_to_correct_clean_and_wrong_masked_only():
     torch.testing.assert_close(per_image, torch.tensor([2.0, 0, 0, 2.0]) / 4)
 
 
-def test_score_terms_cover_images_correct_when_clean():
+def test_score_e_covers_images_correct_when_clean_and_score_c_every_image():
+    """Score E: -H(f'(x')) on the images f gets right; score C: -CE(f'(x'), y) on every image,
+    as the authors' code (`casme_loss += -classifier_loss_m`, the batch mean)."""
     labels = torch.tensor([0, 1])
     clean = torch.eye(3)[[0, 0]] * 5  # image 1 is wrong when clean
-    masked = torch.zeros(2, 3, requires_grad=True)
+    masked = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 1.0]], requires_grad=True)
     masks = torch.zeros(2, 4, 4)
-    for score in ("E", "C"):
-        loss, _, _ = mask_loss(masks, clean, masked, labels, 1.0, score)
-        (grad,) = torch.autograd.grad(loss, masked)
-        assert grad[1].abs().sum() == 0
     loss, _, _ = mask_loss(masks, clean, masked, labels, 1.0, "E")
-    torch.testing.assert_close(loss, -torch.log(torch.tensor(3.0)) / 2)
+    (grad,) = torch.autograd.grad(loss, masked)
+    assert grad[1].abs().sum() == 0 and grad[0].abs().sum() > 0
+    p = torch.softmax(masked.detach()[0], 0)
+    torch.testing.assert_close(loss, (p * p.log()).sum() / 2)
+    loss, _, _ = mask_loss(masks, clean, masked, labels, 1.0, "C")
+    (grad,) = torch.autograd.grad(loss, masked)
+    assert grad[0].abs().sum() > 0 and grad[1].abs().sum() > 0
+    ce = [torch.logsumexp(row, 0) - row[label] for row, label in zip(masked.detach(), labels, strict=True)]
+    torch.testing.assert_close(loss, -(ce[0] + ce[1]) / 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "e", "c"), [("F", 2.5, 9), ("L", 14, 18), ("FL", 7.5, 11), ("L100", 10, 17), ("L1000", 10, 17)]
+)
+def test_area_weight_is_the_authors_per_thinning_and_score(name, e, c):
+    for score, weight in (("E", e), ("C", c)):
+        trainer = CASMTrainer(tiny_config(thinning=name, score=score), tiny_classifier(), torch.device("cpu"))
+        assert trainer.area_weight == weight
 
 
 def test_baseline_keeps_the_classifier_frozen():

@@ -79,16 +79,23 @@ class StagedClassifier(nn.Module):
 
 
 class ResNetStages(StagedClassifier):
-    """torchvision ResNet: stem = conv1 + bn1 + relu (stride 2); stages = maxpool + layer1,
-    layer2, layer3, layer4; head = avgpool + fc."""
+    """torchvision ResNet; stages layer1..layer4, head = avgpool + fc. The stem is conv1 + bn1 +
+    relu + maxpool (stride 4, `pooled`, as the authors' CASM decoder reads it), or conv1 + bn1 +
+    relu (stride 2, `pooled=False`, the max-pool then opens the first stage)."""
+
+    def __init__(self, model: nn.Module, in_channels: int, pooled: bool = True) -> None:
+        super().__init__(model, in_channels)
+        self.pooled = pooled
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         m = self.model
-        return m.relu(m.bn1(m.conv1(x)))
+        h = m.relu(m.bn1(m.conv1(x)))
+        return m.maxpool(h) if self.pooled else h
 
     def stage_modules(self) -> list[nn.Module]:
         m = self.model
-        return [nn.Sequential(m.maxpool, m.layer1), m.layer2, m.layer3, m.layer4]
+        first = m.layer1 if self.pooled else nn.Sequential(m.maxpool, m.layer1)
+        return [first, m.layer2, m.layer3, m.layer4]
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         return self.model.fc(torch.flatten(self.model.avgpool(h), 1))
@@ -130,13 +137,16 @@ class DigitsStages(StagedClassifier):
         return m.fc(m.flatten(m.pool(h)))
 
 
-def adapt(model: nn.Module) -> StagedClassifier:
-    """The adapter for `model` (torchvision ResNet, timm EfficientNet, digits CNN)."""
+def adapt(model: nn.Module, decoder_stem: str = "pooled") -> StagedClassifier:
+    """The adapter for `model` (torchvision ResNet, timm EfficientNet, digits CNN); for a ResNet,
+    `decoder_stem` "pooled" (after the max-pool, the authors' choice) or "conv" (before it)."""
     if isinstance(model, StagedClassifier):
         return model
     names = {name for name, _ in model.named_children()}
     if {"conv1", "bn1", "relu", "maxpool", "layer1", "layer4", "avgpool", "fc"} <= names:
-        return ResNetStages(model, model.conv1.in_channels)
+        if decoder_stem not in ("pooled", "conv"):
+            raise SalmapError(f"unknown decoder stem {decoder_stem!r}; use pooled or conv")
+        return ResNetStages(model, model.conv1.in_channels, pooled=decoder_stem == "pooled")
     if {"conv_stem", "bn1", "blocks", "conv_head", "bn2"} <= names and hasattr(model, "forward_head"):
         if len(model.blocks) != 7:
             raise SalmapError(f"expected 7 EfficientNet block groups, got {len(model.blocks)}")

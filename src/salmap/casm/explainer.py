@@ -37,9 +37,15 @@ class CASM(Explainer):
     shipped = "casm_digits.pt"
     floor = "forward"
 
-    def __init__(self, classifier: nn.Module, mapper: Mapper, info: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        classifier: nn.Module,
+        mapper: Mapper,
+        info: dict[str, Any] | None = None,
+        decoder_stem: str = "pooled",
+    ) -> None:
         super().__init__(classifier)
-        self.staged = adapt(classifier)
+        self.staged = adapt(classifier, decoder_stem)
         self.mapper = mapper
         self.info = dict(info or {})
 
@@ -58,16 +64,20 @@ class CASM(Explainer):
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu") -> CASM:
-        """The explainer stored in `path` (loaded with `weights_only=True`), in eval mode."""
+        """The explainer stored in `path` (loaded with `weights_only=True`), in eval mode. A
+        checkpoint that does not record its decoder layout predates the choice and used a ResNet's
+        pre-pool stem and bilinear enlargement."""
         state = checkpoint.load(path)
         config = state.get("config", {})
         classifier = build_backbone(state["backbone"])
+        decoder_stem = str(config.get("decoder_stem", "conv"))
         try:
             classifier.load_state_dict(state["classifier"])
             mapper = build_mapper(
-                adapt(classifier),
+                adapt(classifier, decoder_stem),
                 bool(config.get("share_encoder", True)),
                 int(config.get("decoder_width", 64)),
+                str(config.get("mask_upsample", "bilinear")),
             )
             mapper.load_state_dict(state["mapper"])
         except (RuntimeError, KeyError) as error:
@@ -80,7 +90,7 @@ class CASM(Explainer):
             "score": config.get("score"),
             "step": int(state.get("step", 0)),
         }
-        return cls(classifier, mapper, info)
+        return cls(classifier, mapper, info, decoder_stem)
 
     def with_prediction(
         self, x: torch.Tensor, target: TargetSpec = None, *, normalize: bool = True

@@ -3,7 +3,8 @@
 Decoder (SPEC section 2, after Zolna et al. 2019): for each stage, a 1x1 convolution to `width`
 channels + BatchNorm + ReLU, upsampled (bilinear) to the stem's resolution; these are
 concatenated with the stem features; a 3x3 convolution to one channel and a sigmoid give the
-mask, which is upsampled (bilinear) to the input size.
+mask, which is enlarged to the input size: nearest neighbour (the authors' code; for a ResNet
+the stem grid is 1/4 of the input, so each mask value covers 4x4 pixels) or bilinear.
 
 The 3x3 convolution is linear and mixes channels only, and bilinear upsampling acts on each
 channel alone, so the two commute: each stage's features are first reduced to the 9 taps of
@@ -31,8 +32,13 @@ from .adapters import Features, StagedClassifier
 class Decoder(nn.Module):
     """Stage features + stem features -> mask logits at the stem's resolution, then the mask."""
 
-    def __init__(self, stem_channels: int, stage_channels: Sequence[int], width: int = 64) -> None:
+    def __init__(
+        self, stem_channels: int, stage_channels: Sequence[int], width: int = 64, upsample: str = "nearest"
+    ) -> None:
         super().__init__()
+        if upsample not in ("nearest", "bilinear"):
+            raise ValueError(f"unknown mask upsampling {upsample!r}; use nearest or bilinear")
+        self.upsample = upsample
         self.lateral = nn.ModuleList(
             nn.Sequential(nn.Conv2d(c, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
             for c in stage_channels
@@ -57,6 +63,8 @@ class Decoder(nn.Module):
         offsets = torch.eye(9, dtype=taps.dtype, device=taps.device).view(1, 9, 3, 3)
         logits = F.conv2d(stem, stem_weight, self.out.bias, padding=1) + F.conv2d(taps, offsets, padding=1)
         mask = torch.sigmoid(logits)
+        if self.upsample == "nearest":
+            return F.interpolate(mask, size=size, mode="nearest").squeeze(1)
         return F.interpolate(mask, size=size, mode="bilinear", align_corners=False).squeeze(1)
 
 
@@ -86,9 +94,12 @@ class Mapper(nn.Module):
         return self.decoder(stem, stages, tuple(x.shape[-2:]))
 
 
-def build_mapper(classifier: StagedClassifier, share_encoder: bool = True, width: int = 64) -> Mapper:
-    """A mapper for `classifier`: a new decoder, and a deep copy of the backbone as the encoder
-    when `share_encoder` is False."""
+def build_mapper(
+    classifier: StagedClassifier, share_encoder: bool = True, width: int = 64, upsample: str = "nearest"
+) -> Mapper:
+    """A mapper for `classifier`: a new decoder whose mask is enlarged to the input by `upsample`
+    (nearest or bilinear), and a deep copy of the backbone as the encoder when `share_encoder` is
+    False."""
     stem_channels, stage_channels = classifier.channels()
     encoder = None if share_encoder else copy.deepcopy(classifier).requires_grad_(True)
-    return Mapper(Decoder(stem_channels, stage_channels, width), encoder)
+    return Mapper(Decoder(stem_channels, stage_channels, width, upsample), encoder)

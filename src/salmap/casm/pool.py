@@ -40,12 +40,17 @@ class Thinning:
     pool_probability: float
     train_classifier: bool
     area_weight: float
+    area_weight_c: float
+
+    def lambda_for(self, score: str) -> float:
+        """The authors' area weight for score E (entropy) or C (classification loss)."""
+        return self.area_weight_c if score.upper() == "C" else self.area_weight
 
 
 _NAMED = {
-    "F": Thinning("F", True, None, 1, 1.0, False, 2.5),
-    "L": Thinning("L", False, None, 0, 0.0, True, 14.0),
-    "FL": Thinning("FL", True, None, 1, 0.5, True, 7.5),
+    "F": Thinning("F", True, None, 1, 1.0, False, 2.5, 9.0),
+    "L": Thinning("L", False, None, 0, 0.0, True, 14.0, 18.0),
+    "FL": Thinning("FL", True, None, 1, 0.5, True, 7.5, 11.0),
 }
 
 
@@ -60,7 +65,7 @@ def thinning(name: str) -> Thinning:
     every, size = int(match[1]), int(match[2] or MAX_POOL)
     if every < 1 or not 1 <= size <= MAX_POOL:
         raise SalmapError(f"thinning {name!r}: need every >= 1 and a pool size in 1..{MAX_POOL}")
-    return Thinning(key, True, every, size, 0.5, True, 10.0)
+    return Thinning(key, True, every, size, 0.5, True, 10.0, 17.0)
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:

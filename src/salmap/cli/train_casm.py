@@ -22,6 +22,10 @@ SETTINGS = {
     "checkpoint_every": int,
     "num_workers": int,
     "decoder_width": int,
+    "classifier_update": str,
+    "decoder_stem": str,
+    "mask_upsample": str,
+    "train_crop": str,
 }
 
 
@@ -52,6 +56,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     parser.add_argument("--num-workers", type=int, help="data loader processes")
     parser.add_argument("--decoder-width", type=int, help="decoder channels per stage")
+    parser.add_argument(
+        "--classifier-update",
+        choices=("two_steps", "mean"),
+        help="two_steps: SGD steps on the clean, then the masked batch (the authors'; paper preset); "
+        "mean: one step on the mean of both losses (digits preset)",
+    )
+    parser.add_argument(
+        "--decoder-stem",
+        choices=("pooled", "conv"),
+        help="ResNet decoder stem: after the max-pool (the authors') or the convolution before it",
+    )
+    parser.add_argument(
+        "--mask-upsample", choices=("nearest", "bilinear"), help="mask enlargement to the input size"
+    )
+    parser.add_argument(
+        "--train-crop",
+        choices=("random", "center"),
+        help="ImageNet training images: random resized crop + flip (the authors') or centre crop",
+    )
+    parser.add_argument(
+        "--random-init", action="store_true", help="start f(0) from random weights, not pretrained ones"
+    )
     parser.add_argument("--classes", help="train on these digits only, e.g. 0,1,2,3,4")
     parser.add_argument("--deterministic", action="store_true", help="deterministic algorithms")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -64,6 +90,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         chosen["share_encoder"] = False
     if args.deterministic:
         chosen["deterministic"] = True
+    if args.random_init:
+        chosen["pretrained"] = False
     if args.classes:
         try:
             chosen["digits_classes"] = sorted({int(c) for c in args.classes.split(",")})
