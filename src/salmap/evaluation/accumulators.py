@@ -15,7 +15,7 @@ from torch import nn
 from salmap import metrics
 from salmap.boxes import cam_rule_boxes, casm_rule_boxes, graphcut_boxes
 from salmap.explainers import Explainer
-from salmap.masks import black, discretize, discretize_to_area
+from salmap.masks import black, discretize_to_area
 from salmap.models import LoadedModel
 
 from .columns import Column
@@ -30,7 +30,7 @@ class MapsOfBatch:
     """One method's maps `(B, H, W)` (on the CPU; a trained mapper's raw masks) for one batch,
     with what the metrics need: the batch, the model's predictions on it, the predictions of the
     classifier the maps come from (the model's own for post-hoc methods, a trained mapper's
-    co-trained classifier), the loaded model, its device, the data set's fill value for removed
+    co-trained classifier), the loaded model, its device, the data set's fill value for deleted
     pixels, the chunk of images the causal metrics run at once, the batch's number, the protocol,
     and for the sanity check how many images it takes and how to rebuild the method for another
     model (None for a trained mapper, which carries its own classifier)."""
@@ -49,15 +49,12 @@ class MapsOfBatch:
     rebuild: Callable[[nn.Module], Explainer] | None = None
 
     def binary(self) -> torch.Tensor:
-        """The binary masks of the protocol's rule (the CASM rule, or b = m >= mean(m))."""
-        rule = discretize_to_area if self.protocol.binarize == "casm" else discretize
-        return rule(self.maps)
+        """The binary masks of the CASM rule (the binary area equals the map's mean)."""
+        return discretize_to_area(self.maps)
 
-    def masked_fill(self) -> float | tuple[float, ...]:
-        """What masked pixels become: black (per channel, normalised) or the data set's fill."""
-        if self.protocol.masked_fill == "black":
-            return black(self.loaded.mean, self.loaded.std)
-        return self.fill
+    def black(self) -> tuple[float, ...]:
+        """Black pixels in the model's normalised space: what masked pixels become."""
+        return black(self.loaded.mean, self.loaded.std)
 
 
 class Accumulator:
@@ -212,8 +209,7 @@ class Causal(Accumulator):
 
 class Evidence(Accumulator):
     """Where pixel masks of the evidence are known: pixel AUROC of the map, the fraction of each
-    object covered by the binary mask (the protocol's binarisation), and whether every object is
-    covered."""
+    object covered by the binary mask (CASM rule), and whether every object is covered."""
 
     columns = (
         Column("auroc", "pixel AUROC", "evidence", better="higher"),
@@ -270,8 +266,8 @@ def _reference_columns() -> tuple[Column, ...]:
 
 
 class MaskedClassification(Accumulator):
-    """Top-1 of the model on the masked-in, masked-out and inpainted images of the protocol's
-    binary mask, masked pixels black or the data set's fill value, with the all-zero, all-one and
+    """Top-1 of the model on the masked-in, masked-out and inpainted images of the binary mask of
+    the CASM rule, masked pixels black (as the CASM authors' code), with the all-zero, all-one and
     random (same area) masks as reference rows."""
 
     columns = (
@@ -290,7 +286,7 @@ class MaskedClassification(Accumulator):
             maps.batch.labels,
             mean=loaded.mean,
             std=loaded.std,
-            fill=maps.masked_fill(),
+            fill=maps.black(),
         )
         for (_, variant, kind), predictions in table.items():
             self.add(variant if kind == "map" else f"{kind}_{variant}", predictions.top1)

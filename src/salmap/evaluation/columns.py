@@ -35,6 +35,7 @@ GROUPS = {
     "localisation": "Localisation (percent; LE/OM: IoU > 0.5 with a ground-truth box)",
     "evidence": "Faithfulness and evidence",
     "masks": "Mask statistics (continuous maps)",
-    "classification": "Classification of masked images by the model (percent, binary masks)",
+    "classification": "Classification of masked images by the model (percent; binary masks by the CASM "
+    "rule, masked pixels black)",
     "sanity": "Sanity check (cascading randomisation, from the logits down)",
 }

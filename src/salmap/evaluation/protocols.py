@@ -15,9 +15,10 @@ of its masked-image classification.
 rule as above, RISE's insertion substrate, TorchRay's strict pointing tolerance, Adebayo et al.'s
 signed and absolute Spearman), with salmap's own choices where they are named: three box rules,
 BoxAcc with a held-out threshold, the model's own preprocessing and clipped boxes on ImageNet,
-masked images filled with the data set's fill value and binarised by b = m >= mean(m), both OM
-variants, and deletion / insertion scored for the class the maps explain (the ground truth) unless
-`causal_target="prediction"` (RISE: the model's top-1).
+both OM variants, and deletion / insertion scored for the class the maps explain (the ground
+truth) unless `causal_target="prediction"` (RISE: the model's top-1). In both protocols the
+masked images (a CASM paper evaluation) and the coverage of evidence objects take the binary
+masks of the CASM rule, and masked pixels are black.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from .accumulators import (
     Pointing,
     Sanity,
 )
-from .columns import GROUPS
 
 CAUSAL_TARGETS = ("label", "prediction")
 
@@ -52,19 +52,15 @@ class Table:
 @dataclass(frozen=True)
 class Protocol:
     """How `evaluate` scores maps: its accumulators, the box rules and whether to sweep box
-    thresholds, how masks are binarised for masked images and coverage ("casm": the authors'
-    rule; "mean": b = m >= mean(m)), what masked pixels become ("black", or "source": the data
-    set's fill value), the ImageNet box geometry ("casm" or "crop"), the class deletion /
-    insertion score ("label" or "prediction"), the report's tables (None: one per column group)
-    and the paragraph that states it in report.md."""
+    thresholds, the ImageNet box geometry ("casm" or "crop"), the class deletion / insertion
+    score ("label" or "prediction"), the report's tables (None: one per column group) and the
+    paragraph that states it in report.md."""
 
     name: str
     statement: str
     accumulators: tuple[type[Accumulator], ...]
     box_rules: tuple[str, ...]
     box_sweep: bool
-    binarize: str
-    masked_fill: str
     box_geometry: str
     causal_target: str = "label"
     tables: tuple[Table, ...] | None = None
@@ -74,14 +70,6 @@ class Protocol:
         if target not in CAUSAL_TARGETS:
             raise SalmapError(f"unknown causal target {target!r}; use {' or '.join(CAUSAL_TARGETS)}")
         return replace(self, causal_target=target)
-
-    @property
-    def group_titles(self) -> dict[str, str]:
-        """The column groups' table titles, the masked-image group saying how it binarises."""
-        rule = "the CASM rule" if self.binarize == "casm" else "b = m >= mean(m)"
-        return GROUPS | {
-            "classification": f"Classification of masked images by the model (percent, binary masks: {rule})"
-        }
 
 
 CASM = Protocol(
@@ -100,8 +88,6 @@ CASM = Protocol(
     accumulators=(Boxes, MaskStatistics, MaskedClassification),
     box_rules=("casm",),
     box_sweep=False,
-    binarize="casm",
-    masked_fill="black",
     box_geometry="casm",
     tables=(
         Table(
@@ -127,14 +113,13 @@ SALMAP = Protocol(
         "on the images it scores, an upper bound (Choe et al. 2020). Pointing game: a hit when the "
         "peak is closer than 15 px to the object (TorchRay). Insertion starts from RISE's blur "
         "(gkern 11 x 11, sigma 5, zero padding). Sanity check: Spearman of absolute maps and of the "
-        "signed attributions (Adebayo et al.), maps that turn constant counted as 0. Trained "
-        "mappers are scored on their raw masks."
+        "signed attributions (Adebayo et al.), maps that turn constant counted as 0. Masked images "
+        "and the coverage of evidence objects: binary masks by the CASM rule, masked pixels black "
+        "(as the CASM authors). Trained mappers are scored on their raw masks."
     ),
     accumulators=(Boxes, Pointing, Causal, Evidence, MaskStatistics, MaskedClassification, Sanity),
     box_rules=("cam", "casm", "graphcut"),
     box_sweep=True,
-    binarize="mean",
-    masked_fill="source",
     box_geometry="crop",
 )
 

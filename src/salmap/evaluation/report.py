@@ -29,10 +29,9 @@ def report_tables(protocol: Protocol) -> tuple[Table, ...]:
     """The protocol's tables, or one per column group (the columns shown in tables)."""
     if protocol.tables is not None:
         return protocol.tables
-    titles = protocol.group_titles
     return tuple(
-        Table(titles[group], tuple(c.key for c in COLUMNS if c.group == group and c.in_table))
-        for group in GROUPS
+        Table(title, tuple(c.key for c in COLUMNS if c.group == group and c.in_table))
+        for group, title in GROUPS.items()
     )
 
 
@@ -56,12 +55,7 @@ def markdown_tables(summary: dict[str, dict[str, float]], protocol: Protocol) ->
 def _fills(evaluation: Evaluation) -> str:
     """What removed pixels become, and which class deletion / insertion score."""
     protocol = evaluation.protocol
-    masked = (
-        "black (0 before normalisation)"
-        if protocol.masked_fill == "black"
-        else f"{evaluation.source.fill:.3f} in normalised space"
-    )
-    text = f"Masked images: masked pixels {masked}."
+    text = "Masked images: binary masks by the CASM rule, masked pixels black (0 before normalisation)."
     if Causal in protocol.accumulators:
         scored = (
             "the ground-truth class (the class the maps explain)"
