@@ -2,9 +2,10 @@
 
 Usage: python experiments/casm_digits_le.py [CASM.pt] [BASELINE.pt] [--n 1000] [--seed 0]
 (default: the checkpoints shipped in salmap/weights). Boxes by both fixed rules: the CASM rule
-(mask >= its mean, largest 4-connected component) and the CAM rule (20% of the max, largest
-8-connected component); no threshold is tuned on the test set. Grad-CAM explains the shipped
-digits CNN (the f(0) both mappers started from); CASM's OM uses its own classifier.
+(the authors' binarisation, the binary area equal to the mask's mean, largest 4-connected
+component) and the CAM rule (20% of the max, largest 8-connected component); no threshold is
+tuned on the test set. The mappers are scored on their raw masks. Grad-CAM explains the shipped
+digits CNN (the f(0) both mappers started from); a mapper's OM uses its own classifier.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Train (or resume) one CASM / Baseline run of the digits preset and keep snapshots on the way.
 
 Usage:
-    python experiments/casm_runs.py OUT [--thinning L100] [--score E] [--separate-encoder]
-        [--steps 200] [--classes 0,1,2,3,4] [--seed 0] [--checkpoint-every 100] [--snapshot 200 400]
+    python experiments/casm_runs.py OUT [--thinning L100] [--score E] [--classifier-update mean]
+        [--separate-encoder] [--steps 200] [--classes 0,1,2,3,4] [--seed 0] [--checkpoint-every 100]
+        [--snapshot 200 400]
 
 A run folder that holds `config.json` and `checkpoint.pt` is resumed with its own settings (the
 options above are then ignored, except `--steps`, which may extend the run, and `--snapshot`).
@@ -83,6 +84,7 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--thinning", default="L100")
     parser.add_argument("--score", default="E")
+    parser.add_argument("--classifier-update", default="mean", choices=("mean", "two_steps"))
     parser.add_argument("--separate-encoder", action="store_true")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--classes", default=None, help="comma-separated digits, e.g. 0,1,2,3,4")
@@ -97,6 +99,7 @@ def main() -> None:
     overrides = {
         "thinning": args.thinning,
         "score": args.score,
+        "classifier_update": args.classifier_update,
         "share_encoder": not args.separate_encoder,
         "seed": args.seed,
         "checkpoint_every": args.checkpoint_every,

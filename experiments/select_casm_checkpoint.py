@@ -1,5 +1,6 @@
 """LE / F1 of CASM checkpoints on a held-out split (default `val`), to choose which to ship without
-looking at the test set.
+looking at the test set. Boxes by the CASM rule (the authors' binarisation) and the CAM rule; the
+mappers are scored on their raw masks.
 
 Usage: OMP_NUM_THREADS=1 python experiments/select_casm_checkpoint.py CKPT [CKPT ...] [--split val] [--n 300]
 Prints one line per checkpoint (and Grad-CAM of the shipped digits CNN for reference) and a JSON dump.
@@ -42,7 +43,7 @@ def main() -> None:
     rows["Grad-CAM"] = scores(torch.cat([GradCAM(model)(p) for p in data.images.split(100)]), data)
     for path in args.checkpoints:
         explainer = CASM.from_checkpoint(path)
-        maps = torch.cat([explainer(part) for part in data.images.split(100)])
+        maps = torch.cat([explainer(part, normalize=False) for part in data.images.split(100)])
         rows[path] = {
             **scores(maps, data),
             "step": explainer.info["step"],
