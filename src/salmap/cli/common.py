@@ -50,7 +50,7 @@ def add_method_settings(parser: argparse.ArgumentParser, speed: bool = False) ->
             group.add_argument(
                 *flags,
                 dest=_dest(method.name, option.name),
-                type=option.type,
+                type=_parse_bool if option.type is bool else option.type,
                 default=default,
                 metavar=option.type.__name__.upper(),
                 help=f"{method.name}: {option.help} (default: {shown})",
@@ -62,6 +62,16 @@ def add_method_settings(parser: argparse.ArgumentParser, speed: bool = False) ->
                     type=option.type,
                     help=argparse.SUPPRESS,
                 )
+
+
+def _parse_bool(text: str) -> bool:
+    """yes/no, true/false, on/off or 1/0."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
 
 
 def _dest(method: str, option: str) -> str:
