@@ -8,9 +8,31 @@ from collections.abc import Sequence
 
 from salmap.errors import SalmapError
 
-from . import attack, demo, evaluate, explain, listing, speed, train_casm, train_classifier, visualize_class
+from . import (
+    attack,
+    demo,
+    evaluate,
+    explain,
+    listing,
+    serve,
+    speed,
+    train_casm,
+    train_classifier,
+    visualize_class,
+)
 
-COMMANDS = (explain, demo, listing, evaluate, speed, train_classifier, visualize_class, attack, train_casm)
+COMMANDS = (
+    explain,
+    demo,
+    listing,
+    evaluate,
+    speed,
+    train_classifier,
+    visualize_class,
+    attack,
+    train_casm,
+    serve,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
