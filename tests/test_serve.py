@@ -270,6 +270,7 @@ def test_any_class_by_index_and_bad_classes(client: TestClient, cat: dict) -> No
 def test_the_reports_tab(client: TestClient) -> None:
     found = client.get("/api/reports").json()
     (report,) = found["reports"]
+    assert found["groups"]["evidence"] == "Faithfulness and evidence"
     assert report["folder"] == "twin" and report["metrics"]["methods"]["gradcam"]["insertion"] == 0.55
     assert report["metrics"]["columns"]["deletion"]["better"] == "lower"
     assert set(report["figures"]) == {"gallery.png"}  # the link to a file outside is left out

@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from salmap.boxes import cam_rule_boxes, casm_rule_boxes
 from salmap.cli.demo import PHOTOS, write_photos
 from salmap.errors import SalmapError
+from salmap.evaluation.columns import GROUPS
 from salmap.explain import MapRecord
 from salmap.explain.records import results_document
 from salmap.explainers import Explainer
@@ -211,6 +212,11 @@ class Engine:
         return {
             name: np.rint(colormaps[name](levels)[:, :3] * 255).astype(int).tolist() for name in COLORMAPS
         }
+
+    @staticmethod
+    def report_groups() -> dict[str, str]:
+        """The titles of the evaluation's table groups (the columns of metrics.json name them)."""
+        return dict(GROUPS)
 
     # images
 

@@ -316,6 +316,7 @@ class Pages:
         return JSONResponse(
             {
                 "root": self.reports.root.name,
+                "groups": self.engine.report_groups(),
                 "reports": [
                     {"folder": report.folder, "metrics": report.metrics, "figures": report.figures}
                     for report in self.reports.reports

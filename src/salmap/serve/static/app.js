@@ -646,13 +646,13 @@ async function loadReports() {
   holder.dataset.loaded = "true";
   try {
     const found = await api("/api/reports");
-    holder.replaceChildren(...found.reports.map(reportSection));
+    holder.replaceChildren(...found.reports.map((report) => reportSection(report, found.groups)));
   } catch (error) {
     holder.textContent = error.message;
   }
 }
 
-function reportSection(report) {
+function reportSection(report, titles) {
   const metrics = report.metrics;
   const section = document.createElement("section");
   section.className = "report";
@@ -677,7 +677,7 @@ function reportSection(report) {
   }
   for (const [group, keyed] of groups) {
     const heading = document.createElement("h4");
-    heading.textContent = group;
+    heading.textContent = titles[group] || group;
     const wrap = document.createElement("div");
     wrap.className = "table-wrap";
     wrap.append(metricTable(metrics.methods, keyed));
