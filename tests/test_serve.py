@@ -363,10 +363,17 @@ def test_a_vision_transformer_maps_or_refuses_per_method() -> None:
     assert refused.status_code == 400 and "\n" not in refused.json()["error"]
 
 
-def test_the_digits_model_offers_the_trained_mappers() -> None:
+def test_the_digits_model_offers_the_trained_mappers_whose_maps_fit_every_class() -> None:
     engine = Engine(load("digits_cnn"))
     assert {"casm", "baseline"} <= set(engine.methods)
     assert not engine.methods["casm"].class_dependent and engine.methods["gradcam"].class_dependent
+    client = browser(create_app(engine))
+    photo = client.post("/api/samples/coffee").json()
+    url = f"/api/images/{photo['id']}/maps/casm"
+    first = client.get(url, params={"target": 3}).json()
+    assert not first["cached"] and not first["class_dependent"] and first["settings"]["thinning"] == "L100"
+    other = client.get(url, params={"target": 5}).json()
+    assert other["cached"] and other["values"] == first["values"]
 
 
 @pytest.mark.parametrize(
