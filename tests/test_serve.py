@@ -262,7 +262,7 @@ def test_any_class_by_index_and_bad_classes(client: TestClient, cat: dict) -> No
     url = f"/api/images/{cat['id']}/maps/gradcam"
     found = client.get(url, params={"target": 409}).json()
     assert found["target_name"] == "analog clock" and found["probability"] < 0.01
-    for bad in ("1000", "-1", "tabby", "1e3"):
+    for bad in ("1000", "-1", "tabby", "1e3", "²", "00000000000000000000001"):
         response = client.get(url, params={"target": bad})
         assert response.status_code == 400 and "0..999" in response.json()["error"]
 

@@ -40,6 +40,11 @@ class ClientError(Exception):
         self.message = message
 
 
+def is_number(text: str) -> bool:
+    """Whether `text` is a whole number written in ASCII digits (at most 9 of them)."""
+    return 0 < len(text) <= 9 and text.isascii() and text.isdigit()
+
+
 def error_response(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -97,7 +102,7 @@ class Pages:
         raw = request.query_params.get("target")
         if raw is None or raw == "":
             return self.engine.top_classes(picture, 1)[0].index
-        if not raw.isdigit() or int(raw) >= len(self.engine.class_names):
+        if not is_number(raw) or int(raw) >= len(self.engine.class_names):
             raise ClientError(400, f"the class must be an index 0..{len(self.engine.class_names) - 1}")
         return int(raw)
 
@@ -105,7 +110,7 @@ class Pages:
         raw = request.query_params.get("steps")
         if raw is None or raw == "":
             return self.curve_steps
-        if not raw.isdigit() or not 1 <= int(raw) <= 4096:
+        if not is_number(raw) or not 1 <= int(raw) <= 4096:
             raise ClientError(400, "curve steps must be a whole number from 1 to 4096")
         return int(raw)
 
@@ -115,7 +120,6 @@ class Pages:
         key = self.engine.map_key(picture, method, target)
         found = self.maps.get(key)
         if found is not None:
-            self.maps.hits += 1
             return found, True
         return await run_in_threadpool(
             self.maps.get_or_compute, key, lambda: self.engine.explain(picture, method, target)
@@ -179,7 +183,7 @@ class Pages:
         self.session(request)
         name = safe_name(unquote(request.headers.get("x-filename", "")))
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
+        if is_number(declared) and int(declared) > MAX_UPLOAD_BYTES:
             raise ClientError(413, f"{name} is larger than {MAX_UPLOAD_BYTES // 2**20} MB")
         chunks, size = [], 0
         async for chunk in request.stream():
@@ -327,7 +331,7 @@ class Pages:
     async def report_figure(self, request: Request) -> Response:
         self.session(request)
         raw = request.path_params["number"]
-        path = self.reports.figure(int(raw)) if self.reports is not None and raw.isdigit() else None
+        path = self.reports.figure(int(raw)) if self.reports is not None and is_number(raw) else None
         if path is None:
             raise ClientError(404, "no such figure")
         return FileResponse(path, media_type="image/png")

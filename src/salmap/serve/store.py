@@ -48,10 +48,6 @@ class Bounded(Generic[Item]):
             while len(self._items) > self.limit:
                 self._items.popitem(last=False)
 
-    def __len__(self) -> int:
-        with self._guard:
-            return len(self._items)
-
 
 class Session(Generic[Item]):
     """One browser's images, by random identifier; the oldest are dropped past `limit`."""
@@ -92,8 +88,6 @@ class ComputeCache(Generic[Value]):
         self._done: Bounded[Value] = Bounded(limit)
         self._pending: dict[Hashable, threading.Lock] = {}
         self._guard = threading.Lock()
-        self.hits = 0
-        self.misses = 0
 
     def get(self, key: Hashable) -> Value | None:
         return self._done.get(key)
@@ -102,19 +96,16 @@ class ComputeCache(Generic[Value]):
         """The value for `key` and whether it was already there."""
         found = self._done.get(key)
         if found is not None:
-            self.hits += 1
             return found, True
         with self._guard:
             pending = self._pending.setdefault(key, threading.Lock())
         with pending:
             found = self._done.get(key)
             if found is not None:
-                self.hits += 1
                 return found, True
             try:
                 value = compute()
                 self._done.put(key, value)
-                self.misses += 1
             finally:
                 with self._guard:
                     self._pending.pop(key, None)
