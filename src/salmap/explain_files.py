@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -198,6 +199,7 @@ def explain_files(
     batch_size: int = 8,
     overwrite: bool = False,
     progress: bool = True,
+    on_start: Callable[[], None] | None = None,
 ) -> ExplainReport:
     """Explain every image with every explainer (by method name); write `out/<stem>/<method>.png`
     (overlay) and `.npy` (the map, float32, original image size), `out/summary.png` and
@@ -207,6 +209,7 @@ def explain_files(
     Images are decoded by loader workers while the model runs, and files are written by a pool
     of threads (writing costs several times more than decoding), so neither waits for the other;
     at most a few batches wait to be written, so memory stays bounded on any number of images.
+    `on_start` is called once the inputs and outputs are checked, before any image is explained.
 
     Under `torchrun` (a joined process group) rank r explains batches r, r + N, ... and writes
     their files; rank 0 gathers the records and the summary rows and writes `summary.png` and
@@ -218,6 +221,8 @@ def explain_files(
     paths, stems, target_index = distributed.checked(
         lambda: _plan(inputs, loaded, list(explainers), out, target, overwrite)
     )
+    if on_start is not None:
+        on_start()
     methods = list(explainers)
     device = next(loaded.model.parameters()).device
     batches = [
@@ -276,6 +281,7 @@ def explain_files(
                             "map": str(folder / f"{method}.npy"),
                             "overlay": str(folder / f"{method}.png"),
                             "settings": explainers[method].settings(),
+                            "choices": explainers[method].choices(),
                         }
                         for method in maps
                     ]
