@@ -216,3 +216,27 @@ def test_layer_activations_leave_no_graph_and_no_hooks(tiny_net: TinyGapNet, ima
     assert not activations.requires_grad and not output.requires_grad
     assert all(not m._forward_hooks for m in tiny_net.modules())
     assert F.relu(activations).shape == (4, 8, 16, 16)
+
+
+def test_cameras_on_a_vit_is_the_definition_on_copies_resized_by_timm(vit, x64) -> None:
+    """CAMERAS at 64 and 96 px equals the mean of upsampled activations times the mean of
+    upsampled gradients, each size taken from a copy of the model given to timm's
+    set_input_size; the model itself is left at 64 px."""
+    import copy
+
+    from salmap import CAMERAS
+
+    ours = CAMERAS(vit, sizes=[64, 96])(x64, [3, 7], normalize=False)
+    activations, gradients = [], []
+    for size in (64, 96):
+        resized = copy.deepcopy(vit)
+        resized.set_input_size(img_size=(size, size))
+        scaled = F.interpolate(x64, size=(size, size), mode="bilinear", align_corners=False)
+        raw, raw_gradient = raw_output_and_gradient(resized, resized.blocks[11].norm1, scaled, [3, 7])
+        grid = size // 16
+        for values, kept in ((raw, activations), (raw_gradient, gradients)):
+            maps = values[:, 1:].reshape(2, grid, grid, 192).permute(0, 3, 1, 2)
+            kept.append(F.interpolate(maps, size=(64, 64), mode="bilinear", align_corners=False))
+    expected = F.relu((torch.stack(activations).mean(0) * torch.stack(gradients).mean(0)).sum(dim=1))
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-6)
+    assert vit.patch_embed.img_size == (64, 64) and vit.pos_embed.shape == (1, 17, 192)
