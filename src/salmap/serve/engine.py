@@ -402,6 +402,7 @@ class Engine:
                 map=files[item.method][0],
                 overlay=files[item.method][1],
                 settings=item.settings,
+                choices=item.choices,
             )
             for item in computed
         ]
