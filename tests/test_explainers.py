@@ -12,8 +12,8 @@ from conftest import TinyGapNet
 from torch import nn
 
 from salmap import CAM, CAMERAS, GradCAM, Gradient, GuidedBackprop, SalmapError, SmoothGrad
-from salmap.explainers.gradcam import layer_activations_and_gradients
 from salmap.explainers.guided_backprop import GuidedRectifiers
+from salmap.layers import layer_activations_and_gradients
 
 
 def all_methods(model: nn.Module) -> dict[str, object]:

@@ -65,6 +65,7 @@ class Method:
         layer: Any = None,
         output_key: str | None = None,
         checkpoint: str | Path | None = None,
+        reshape: Callable[[Any], Any] | None = None,
         **settings: Any,
     ) -> Explainer:
         """The method's explainer for `model` with `settings` (a subset of its options)."""
@@ -72,7 +73,9 @@ class Method:
         if unknown:
             known = ", ".join(option.name for option in self.options) or "none"
             raise SalmapError(f"{self.name} has no setting {', '.join(unknown)} (settings: {known})")
-        return self.cls.build(model, layer=layer, output_key=output_key, checkpoint=checkpoint, **settings)
+        return self.cls.build(
+            model, layer=layer, output_key=output_key, checkpoint=checkpoint, reshape=reshape, **settings
+        )
 
 
 _REGISTRY: dict[str, Method] = {}
@@ -135,12 +138,16 @@ def make_explainer(
     layer: Any = None,
     output_key: str | None = None,
     checkpoint: str | Path | None = None,
+    reshape: Callable[[Any], Any] | None = None,
     **settings: Any,
 ) -> Explainer:
-    """The explainer of the method `name` for `model`: `layer` for the layer methods, `checkpoint`
-    for the trained mappers (which carry their own classifier), `settings` among the method's
-    options (see `salmap methods`)."""
-    return method(name).build(model, layer=layer, output_key=output_key, checkpoint=checkpoint, **settings)
+    """The explainer of the method `name` for `model`: `layer` and `reshape` (the layer's output
+    as feature maps, see `salmap.layers`) for the layer methods, `checkpoint` for the trained
+    mappers (which carry their own classifier), `settings` among the method's options (see
+    `salmap methods`)."""
+    return method(name).build(
+        model, layer=layer, output_key=output_key, checkpoint=checkpoint, reshape=reshape, **settings
+    )
 
 
 def trained_checkpoints(

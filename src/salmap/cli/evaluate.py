@@ -16,7 +16,14 @@ from salmap.io import refuse_existing, write_text
 from salmap.models import load
 from salmap.registry import parse_methods
 
-from .common import add_explainer_arguments, add_model_arguments, check_device, explainer_factory
+from .common import (
+    add_explainer_arguments,
+    add_model_arguments,
+    check_device,
+    explainer_factory,
+    prepare_explainers,
+    show,
+)
 
 OUTPUTS = ("report.md", "metrics.json", "metrics.csv", "gallery.png", "curves.png", "sanity.png")
 BENCHMARK_VARIANTS = ("single", "twin")
@@ -86,6 +93,10 @@ def _evaluate_one(
     build = explainer_factory(args, loaded, methods)
     chosen = protocol(args.protocol).with_causal_target(args.causal_target)
     source = parse_source(data, loaded, args.limit, seed=args.seed, box_geometry=chosen.box_geometry)
+    explainers = {name: build(name, loaded.model) for name in methods}
+    prepared, choices = prepare_explainers(explainers, loaded, leave_out_refused=args.method.strip() == "all")
+    show(choices)
+    methods = list(prepared)
     started = time.perf_counter()
     evaluation = evaluate(
         loaded,

@@ -12,7 +12,8 @@ from typing import Any
 @dataclass(frozen=True)
 class MapRecord:
     """One map written: the image, the method, the class explained (index, name and softmax
-    probability), the files, and the method's settings."""
+    probability), the files, the method's settings and the choices made for the user (layer,
+    output field)."""
 
     image: str
     method: str
@@ -22,6 +23,7 @@ class MapRecord:
     map: str
     overlay: str
     settings: dict[str, Any]
+    choices: dict[str, str]
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON object."""

@@ -4,6 +4,7 @@ a results file. The command `salmap explain` is a thin layer over `explain_files
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,6 +163,7 @@ def _explain_shard(
                         map=str(folder / f"{method}.npy"),
                         overlay=str(folder / f"{method}.png"),
                         settings=explainers[method].settings(),
+                        choices=explainers[method].choices(),
                     )
                     for method in maps
                 ]
@@ -182,6 +184,7 @@ def explain_files(
     batch_size: int = 8,
     overwrite: bool = False,
     progress: bool = True,
+    on_start: Callable[[], None] | None = None,
 ) -> ExplainReport:
     """Explain every image with every explainer (by method name); write `out/<stem>/<method>.png`
     (overlay) and `.npy` (the map, float32, original image size), `out/summary.png` and
@@ -192,6 +195,7 @@ def explain_files(
     Images are decoded by loader workers while the model runs, and files are written by a pool
     of threads (writing costs several times more than decoding), so neither waits for the other;
     at most a few batches wait to be written, so memory stays bounded on any number of images.
+    `on_start` is called once the inputs and outputs are checked, before any image is explained.
 
     Under `torchrun` (a joined process group) rank r explains batches r, r + N, ... and writes
     their files; rank 0 gathers the records and the summary rows and writes `summary.png` and
@@ -202,6 +206,8 @@ def explain_files(
     out = Path(out)
     methods = list(explainers)
     plan = distributed.checked(lambda: plan_run(inputs, loaded, methods, out, target, overwrite))
+    if on_start is not None:
+        on_start()
     done = _explain_shard(plan, loaded, explainers, out, batch_size, progress)
     parts = distributed.gather(done)
     for part in (parts or [])[1:]:

@@ -15,9 +15,10 @@ class LoadedModel:
     """A classifier in eval mode plus its preprocessing, class names and default target layer.
 
     `preprocess` turns a PIL image into the normalised `(C, H, W)` float tensor the model expects;
-    `target_layer` is the dotted module name that CAM-style methods use by default (None for
-    TorchScript models, which take no hooks); `resize` is the shorter side an image is resized
-    to before the centre crop to `input_size` (None: the image is resized straight to it).
+    `target_layer` is the dotted module name that CAM-style methods find automatically
+    (`salmap.layers.find_target_layer`; None for TorchScript models, which take no hooks);
+    `resize` is the shorter side an image is resized to before the centre crop to `input_size`
+    (None: the image is resized straight to it).
     """
 
     name: str
