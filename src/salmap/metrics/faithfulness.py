@@ -167,7 +167,7 @@ def insertion(
     substrate: `gaussian_blur(..., substrate="rise")`, kernel 11, sigma 5, zero padding), the
     true pixels are revealed most salient first, `ceil(H*W / steps)` per step; curve = softmax
     probability of the class (`target`; None: the top-1 of the clean image, as RISE). Higher is
-    better. `substrate="replicate"` starts from a blur without RISE's darkened edges.
+    better. `substrate="replicate"` starts from a blur whose edges do not fade towards zero.
     """
     images, maps, classes = _prepare(model, images, maps, target)
     blurred = gaussian_blur(images, blur_kernel, blur_sigma, substrate)
