@@ -111,6 +111,27 @@ def capture_layer(module: nn.Module) -> Iterator[Capture]:
         handle.remove()
 
 
+def layer_activations(model: nn.Module, module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """A = the layer's activations and the model's output for one forward pass of `x` in
+    inference mode (no graph is recorded)."""
+    kept: list[torch.Tensor] = []
+
+    def hook(_module: nn.Module, _inputs: object, output: object) -> None:
+        if not isinstance(output, torch.Tensor):
+            raise SalmapError(f"the target layer returns {type(output).__name__}, not a tensor")
+        kept.append(output)
+
+    handle = module.register_forward_hook(hook)
+    try:
+        with torch.inference_mode():
+            output = model(x)
+    finally:
+        handle.remove()
+    if not kept:
+        raise SalmapError("the target layer did not run in the forward pass")
+    return kept[-1], output
+
+
 def layer_activations_and_gradients(
     model: nn.Module, module: nn.Module, x: torch.Tensor, score: Callable[[Any], torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor, Any]:

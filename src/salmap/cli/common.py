@@ -50,7 +50,7 @@ def add_method_settings(parser: argparse.ArgumentParser, speed: bool = False) ->
             group.add_argument(
                 *flags,
                 dest=_dest(method.name, option.name),
-                type=option.type,
+                type=_parser(option.type),
                 default=default,
                 metavar=option.type.__name__.upper(),
                 help=f"{method.name}: {option.help} (default: {shown})",
@@ -59,9 +59,24 @@ def add_method_settings(parser: argparse.ArgumentParser, speed: bool = False) ->
                 group.add_argument(
                     option.alias,
                     dest=_dest(method.name, option.name),
-                    type=option.type,
+                    type=_parser(option.type),
                     help=argparse.SUPPRESS,
                 )
+
+
+def _boolean(text: str) -> bool:
+    """true/yes/on/1 or false/no/off/0."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "yes", "on", "1"):
+        return True
+    if lowered in ("false", "no", "off", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _parser(kind: type) -> Callable[[str], Any]:
+    """How the command line reads a setting of type `kind` (`bool("false")` would be True)."""
+    return _boolean if kind is bool else kind
 
 
 def _dest(method: str, option: str) -> str:
@@ -108,6 +123,7 @@ def explainer_factory(
             layer=args.layer or loaded.target_layer,
             output_key=args.output_key,
             checkpoint=checkpoints.get(name),
+            normalization=(loaded.mean, loaded.std),
             **settings.get(name, {}),
         )
 

@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as folder:
         photos = write_photos(Path(folder))
         explainers = {
-            name: make_explainer(name, loaded.model, layer=loaded.target_layer)
+            name: make_explainer(
+                name, loaded.model, layer=loaded.target_layer, normalization=(loaded.mean, loaded.std)
+            )
             for name in method_names(False)
         }
         report = explain_files(photos, loaded, explainers, args.out, batch_size=5, overwrite=args.overwrite)
