@@ -137,6 +137,16 @@ def test_rise_memory_is_bounded_by_the_pass_not_by_n(tiny_net: TinyGapNet, image
         assert max(seen) <= 8 and sum(seen) == n * len(images)
 
 
+def test_rise_masks_towards_its_baseline() -> None:
+    model = linear_model(8, 8)
+    x = torch.randn(1, 3, 8, 8)
+    masks = RiseMasks(n=3, cells=2, p=0.5, seed=0, size=(8, 8), like=x)(0, 3)
+    explainer = RISE(model, n=3, cells=2, baseline=-1.5)
+    expected = masks[:, None, None] * x + (1 - masks[:, None, None]) * -1.5
+    torch.testing.assert_close(explainer.masked(masks, x), expected)
+    torch.testing.assert_close(RISE(model, n=3, cells=2).masked(masks, x), masks[:, None, None] * x)
+
+
 def test_rise_is_seeded_and_checks_its_settings(tiny_net: TinyGapNet, images) -> None:
     first = RISE(tiny_net, n=30, seed=5)(images, normalize=False)
     torch.testing.assert_close(RISE(tiny_net, n=30, seed=5)(images, normalize=False), first)

@@ -50,7 +50,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     "integrated_gradients",
     "gradient",
     options=[
-        Option("steps", int, 50, "points on the path from the baseline to the image", speed_default=10),
+        Option("steps", int, 50, "points on the path from the baseline to the image", speed_default=20),
         Option("rule", str, "riemann", "riemann (right sums, as in the paper) or gausslegendre"),
         Option("baseline", str, "zeros", "zeros (in normalised space), black or blur"),
         Option("blur_sigma", float, None, "sd of the blur baseline in pixels (default: input height / 20)"),

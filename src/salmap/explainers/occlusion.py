@@ -38,7 +38,13 @@ def _coverage(starts: list[int], window: int, size: int, like: torch.Tensor) -> 
     "perturbation",
     options=[
         Option("window", int, None, "side of the square occluder in pixels (default: input height / 7)"),
-        Option("stride", int, None, "pixels between occluder positions (default: half the window)"),
+        Option(
+            "stride",
+            int,
+            None,
+            "pixels between occluder positions (default: half the window)",
+            speed_default=32,
+        ),
         Option("baseline", float, 0.0, "value of occluded pixels in normalised space (0: the mean colour)"),
         Option("score", str, "probability", "probability (as in the paper) or logit"),
     ],

@@ -85,6 +85,7 @@ class RiseMasks:
         Option("cells", int, 7, "cells per side of the random grid (the paper's s)"),
         Option("p", float, 0.5, "probability that a grid cell is kept"),
         Option("seed", int, 0, "seed of the masks"),
+        Option("baseline", float, 0.0, "value of masked pixels in normalised space (0: the mean colour)"),
         Option("score", str, "probability", "probability (as in the paper) or logit"),
     ],
 )
@@ -94,8 +95,10 @@ class RISE(Explainer):
     map = (1 / (N p)) sum_i P_c(x * M_i) M_i over N random masks M_i (see `RiseMasks`: s x s
     binary grids kept with probability p, bilinearly upsampled with a random shift), P_c the
     softmax probability of the class as in the paper (`score="logit"`: the pre-softmax score).
-    Masked pixels go to 0 in the model's normalised space, i.e. to the data set's mean colour,
-    as in the authors' code, which multiplies the normalised tensor. Every image of a call sees
+    The masked image is M x + (1 - M) b in the model's normalised space: the paper dims the
+    pixels "down to zero", and the authors' code multiplies the normalised tensor, so b = 0, the
+    data set's mean colour, by default; `baseline` sets b (black is -mean / std, which suits
+    images whose background is black). Every image of a call sees
     the same masks, drawn from `seed`. Forward passes only, in inference mode, `batch_size`
     images per pass (default: one copy of the batch on the CPU, 256 images on a GPU), so memory
     does not grow with N.
@@ -110,6 +113,7 @@ class RISE(Explainer):
         cells: int = 7,
         p: float = 0.5,
         seed: int = 0,
+        baseline: float = 0.0,
         score: str = "probability",
         batch_size: int | None = None,
         output_key: str | None = None,
@@ -123,6 +127,7 @@ class RISE(Explainer):
         self.cells = cells
         self.p = p
         self.seed = seed
+        self.baseline = baseline
         self.score_kind = check_score(score)
         self.batch_size = check_batch_size(batch_size)
 
@@ -133,6 +138,12 @@ class RISE(Explainer):
     def floor_passes(self, x: torch.Tensor) -> list[tuple[int, int]]:
         return [(x.shape[-2], x.shape[-1])] * self.n
 
+    def masked(self, masks: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """`(k, B, C, H, W)`: M x + (1 - M) b for each of the masks `(k, H, W)`."""
+        masks = masks[:, None, None]
+        images = masks * x.unsqueeze(0)
+        return images if self.baseline == 0 else images + (1 - masks) * self.baseline
+
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         target = resolve_top1(self, x, target)
         masks = self.masks(x)
@@ -142,7 +153,7 @@ class RISE(Explainer):
             x,
             target,
             self.n,
-            lambda start, stop: masks(start, stop)[:, None, None] * x.unsqueeze(0),
+            lambda start, stop: self.masked(masks(start, stop), x),
             probability=self.score_kind == "probability",
             batch_size=self.batch_size,
         )
@@ -155,4 +166,11 @@ class RISE(Explainer):
         return total.view(x.shape[0], *x.shape[-2:]) / (self.n * self.p)
 
     def settings(self) -> dict[str, Any]:
-        return {"n": self.n, "cells": self.cells, "p": self.p, "seed": self.seed, "score": self.score_kind}
+        return {
+            "n": self.n,
+            "cells": self.cells,
+            "p": self.p,
+            "seed": self.seed,
+            "baseline": self.baseline,
+            "score": self.score_kind,
+        }
