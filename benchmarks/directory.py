@@ -23,7 +23,7 @@ from skimage import data
 from sklearn.datasets import load_sample_image
 
 import salmap
-from salmap.explain_files import explain_files
+from salmap.explain import explain_files
 
 
 def write_photos(folder: Path, count: int) -> list[Path]:

@@ -284,3 +284,153 @@ def test_a_directory_larger_than_a_batch_goes_through_loader_workers(tmp_path: P
     records = json.loads((tmp_path / "o" / "results.json").read_text())["records"]
     assert [Path(r["image"]).stem for r in records] == [f"cup_{i}" for i in range(5)]
     assert all((tmp_path / "o" / f"cup_{i}" / "cam.npy").exists() for i in range(5))
+
+
+@pytest.fixture(scope="module")
+def vit_checkpoint(tmp_path_factory) -> Path:
+    """A state dict of timm's vit_tiny_patch16_224 (random weights), as a user would save it."""
+    import timm
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("vit") / "vit.pt"
+    torch.save(timm.create_model("vit_tiny_patch16_224").state_dict(), path)
+    return path
+
+
+def test_explain_a_vision_transformer_checkpoint_with_every_method(
+    photos: Path, vit_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    from pytorch_grad_cam import GradCAM as PeerGradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model_arguments = ["--model", str(vit_checkpoint), "--arch", "vit_tiny_patch16_224"]
+    code, _, err = run_cli(
+        capsys,
+        "explain",
+        str(photos / "chelsea.png"),
+        *model_arguments,
+        "--method",
+        "all",
+        "--smoothgrad-n",
+        "2",
+        "--cameras-steps",
+        "2",
+        "--integrated-gradients-steps",
+        "2",
+        "--occlusion-window",
+        "112",
+        "--rise-n",
+        "8",
+        "--out",
+        str(tmp_path),
+    )
+    assert code == 0, err
+    shown = err.splitlines()
+    reading = "tokens (B, 197, 192) read as a 14x14 grid after 1 prefix token (timm patch_embed)"
+    assert f"gradcam: layer blocks.11.norm1 (auto); {reading}" in shown
+    assert any(line.startswith("cameras: layer blocks.11.norm1 (auto)") for line in shown)
+    assert any(line.startswith("guided_backprop: left out: guided backprop changes") for line in shown)
+    assert any(line.startswith("cam: left out: CAM needs global average pooling") for line in shown)
+    records = json.loads((tmp_path / "results.json").read_text())["records"]
+    refused = {"guided_backprop", "cam"}
+    assert [r["method"] for r in records] == [
+        m for m in salmap.method_names(trained=False) if m not in refused
+    ]
+    gradcam = next(r for r in records if r["method"] == "gradcam")
+    assert gradcam["choices"] == {"layer": "blocks.11.norm1 (auto)", "reading": reading}
+
+    loaded = salmap.models.load(str(vit_checkpoint), arch="vit_tiny_patch16_224")
+    assert loaded.target_layer == "blocks.11.norm1" and loaded.mean == (0.5, 0.5, 0.5)
+    image = salmap.load_image(photos / "chelsea.png")
+    x = loaded.preprocess(image)[None]
+    layer = loaded.model.blocks[11].norm1
+    with PeerGradCAM(model=loaded.model, target_layers=[layer], reshape_transform=_vit_tokens) as peer:
+        theirs = peer(
+            input_tensor=x.requires_grad_(True), targets=[ClassifierOutputTarget(gradcam["target"])]
+        )
+    expected = salmap.map_to_image(
+        torch.from_numpy(theirs[0]), (image.height, image.width), loaded.resize, (224, 224)
+    )
+    written = np.load(tmp_path / "chelsea" / "gradcam.npy")
+    assert np.corrcoef(written.ravel(), expected.ravel())[0, 1] > 0.999
+
+
+def _vit_tokens(tensor: torch.Tensor) -> torch.Tensor:
+    """pytorch-grad-cam's documented reshape_transform for a 224 px ViT-B/16-style model."""
+    return tensor[:, 1:, :].reshape(tensor.size(0), 14, 14, tensor.size(2)).permute(0, 3, 1, 2)
+
+
+def test_a_method_asked_for_by_name_that_refuses_the_model_is_the_error(
+    photos: Path, vit_checkpoint: Path, tmp_path: Path, capsys
+) -> None:
+    code, _, err = run_cli(
+        capsys,
+        "explain",
+        str(photos / "chelsea.png"),
+        "--model",
+        str(vit_checkpoint),
+        "--arch",
+        "vit_tiny_patch16_224",
+        "--method",
+        "gradcam,guided_backprop",
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert_one_line_error(code, err, "guided_backprop: guided backprop changes the backward pass of ReLUs")
+    assert not (tmp_path / "out").exists()
+
+
+class BatchOfOne(torch.nn.Module):
+    """A classifier exported for batches of one image: its flatten keeps a batch of one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, stride=4)
+        self.pool = torch.nn.AdaptiveAvgPool2d(2)
+        self.fc = torch.nn.Linear(16, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.conv(x)).reshape(1, -1))
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_unexpected_failure_in_a_model_is_one_line_and_exit_1(photos: Path, tmp_path: Path, debug, capsys):
+    checkpoint = tmp_path / "batch_of_one.pt"
+    torch.jit.script(BatchOfOne().eval()).save(str(checkpoint))
+    flags = ["--debug"] if debug else []
+    code, _, err = run_cli(
+        capsys,
+        *flags,
+        "explain",
+        str(photos),
+        "--model",
+        str(checkpoint),
+        "--method",
+        "gradient",
+        "--batch-size",
+        "2",
+        "--out",
+        str(tmp_path / "out"),
+    )
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith("salmap: error:")]
+    assert len(lines) == 1 and ("Traceback" in err) == debug
+    assert lines[0].startswith(f"salmap: error: explain failed on model {checkpoint} in method gradient: ")
+    assert "(--debug shows the traceback)" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["explain"],
+        ["explain", "x.png", "--no-such-option"],
+        ["evaluate", "--data", "digits", "--limit", "many"],
+        ["no-such-command"],
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(arguments: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(arguments)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert len(err.strip().splitlines()) == 1 and "error:" in err and "--help" in err

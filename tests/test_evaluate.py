@@ -14,7 +14,7 @@ from PIL import Image
 import salmap
 from salmap.cli import main
 from salmap.evaluation import parse_source
-from salmap.evaluation.report import _held_out_box_accuracy
+from salmap.metrics import two_fold_box_accuracy
 
 
 def test_evaluate_digits_twin_end_to_end(tmp_path: Path, capsys) -> None:
@@ -89,8 +89,8 @@ def test_bad_data_is_one_line_and_exit_2(data: str, fragment: str, tmp_path: Pat
 def test_held_out_threshold_is_chosen_on_the_other_half() -> None:
     # first half: threshold 0 always hits; second half: threshold 1 always hits
     hits = torch.tensor([[1.0, 0.0]] * 2 + [[0.0, 1.0]] * 2)
-    assert _held_out_box_accuracy(hits) == 0.0  # each half is scored at the other half's best
-    assert _held_out_box_accuracy(torch.tensor([[1.0, 0.0]] * 4)) == 1.0
+    assert two_fold_box_accuracy(hits) == 0.0  # each half is scored at the other half's best
+    assert two_fold_box_accuracy(torch.tensor([[1.0, 0.0]] * 4)) == 1.0
 
 
 def test_imagenet_source_gives_boxes_in_crop_pixels(tmp_path: Path) -> None:

@@ -29,8 +29,8 @@ from salmap import (
     SmoothGrad,
     XGradCAM,
 )
-from salmap.explainers.gradcam import layer_activations_and_gradients
 from salmap.explainers.guided_backprop import GuidedRectifiers
+from salmap.layers import layer_activations_and_gradients
 
 
 def all_methods(model: nn.Module) -> dict[str, object]:

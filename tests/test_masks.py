@@ -2,16 +2,15 @@ import pytest
 import torch
 
 from salmap.errors import SalmapError
+from salmap.figures import mask_figure
 from salmap.masks import (
     discretize,
     discretize_to_area,
     inpaint_masked_out,
-    mask_figure,
     masked_in,
     masked_out,
-    to_normalized,
-    to_pixels,
 )
+from salmap.models.transforms import to_normalized, to_pixels
 
 
 def test_discretize_mean_rule_on_known_array():

@@ -6,7 +6,8 @@ from skimage.metrics import structural_similarity
 from torch import nn
 
 from salmap.errors import SalmapError
-from salmap.metrics import cascading_randomization, default_blocks, plot_sanity, spearman, ssim
+from salmap.figures import plot_sanity
+from salmap.metrics import cascading_randomization, default_blocks, spearman, ssim
 
 
 def tiny_cnn() -> nn.Module:

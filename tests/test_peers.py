@@ -170,3 +170,51 @@ def test_eigencam_matches_pytorch_grad_cam_when_centred(tiny_net, images) -> Non
         # under the sign the peer happened to take
         assert max(correlation(torch.relu(sign * signed[i]), theirs[i]) for sign in (1, -1)) > 0.999
     assert torch.all(signed.flatten(1).sum(dim=1).abs() < 1e-4), "centred components sum to 0"
+
+
+def vit_reshape_transform(prefix: int, height: int, width: int):
+    """pytorch-grad-cam's documented `reshape_transform` for ViT-style tokens: drop the class
+    token (and here the distillation token too), lay the rest out on the grid, channels first."""
+
+    def reshape_transform(tensor: torch.Tensor) -> torch.Tensor:
+        result = tensor[:, prefix:, :].reshape(tensor.size(0), height, width, tensor.size(2))
+        return result.transpose(2, 3).transpose(1, 2)
+
+    return reshape_transform
+
+
+def swin_reshape_transform(tensor: torch.Tensor) -> torch.Tensor:
+    """The same for timm's Swin, whose blocks are channels-last (B, h, w, C) maps."""
+    return tensor.permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "layer", "reshape_transform"),
+    [
+        ("vit_tiny_patch16_224", 96, "blocks.11.norm1", vit_reshape_transform(1, 6, 6)),
+        ("deit_tiny_distilled_patch16_224", 96, "blocks.11.norm1", vit_reshape_transform(2, 6, 6)),
+        ("swin_tiny_patch4_window7_224", 224, "layers.3.blocks.1.norm1", swin_reshape_transform),
+    ],
+)
+def test_gradcam_on_vision_transformers_matches_pytorch_grad_cam(
+    name, size, layer, reshape_transform
+) -> None:
+    """Random weights; the layer pytorch-grad-cam's documentation recommends, which is also the
+    one salmap chooses automatically."""
+    import timm
+    from pytorch_grad_cam import GradCAM as PeerGradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, img_size=size, num_classes=10).eval()
+    torch.manual_seed(2)
+    x = torch.randn(2 if size < 224 else 1, 3, size, size)
+    targets = [3, 7][: len(x)]
+    module = dict(model.named_modules())[layer]
+    with PeerGradCAM(model=model, target_layers=[module], reshape_transform=reshape_transform) as peer:
+        theirs = peer(input_tensor=x.clone(), targets=[ClassifierOutputTarget(t) for t in targets])
+    explainer = GradCAM(model)
+    ours = explainer(x, targets)
+    assert explainer.layer_name == layer
+    for i in range(len(x)):
+        assert correlation(ours[i], theirs[i]) > 0.999

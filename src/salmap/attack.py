@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from salmap.errors import SalmapError
 from salmap.inputs import check_images, gradients_enabled
-from salmap.models.transforms import IMAGENET_MEAN, IMAGENET_STD
+from salmap.models.transforms import IMAGENET_MEAN, IMAGENET_STD, to_normalized, to_pixels
 from salmap.registry import make_explainer, method_names
 from salmap.targets import logits_of, target_indices
 
@@ -139,6 +139,53 @@ def pgd(
     target.
     """
     x = check_images(x)
+    eps, step_size = _check_settings(model, norm, eps, step_size, steps)
+    weights = None if saliency is None else _weights(saliency, focus, x)
+    pixels = to_pixels(x, mean, std)
+    with torch.no_grad():
+        clean_logits = logits_of(model(x))
+    state = _Descent(
+        goal=_targets(target, clean_logits),
+        delta=torch.zeros_like(x),
+        prediction=clean_logits.argmax(dim=-1),
+        iterations=torch.full((x.shape[0],), steps, dtype=torch.long, device=x.device),
+        done=torch.zeros(x.shape[0], dtype=torch.bool, device=x.device),
+    )
+    with gradients_enabled():
+        for step in tqdm(range(steps + 1), desc="pgd", disable=not progress, leave=False):
+            active = (
+                (~state.done).nonzero().flatten() if early_stop else torch.arange(len(x), device=x.device)
+            )
+            if active.numel() == 0:
+                break
+            part = state.delta[active].requires_grad_(True)
+            logits = logits_of(model(to_normalized(pixels[active] + part, mean, std)))
+            state.record(active, logits.detach().argmax(dim=-1), step)
+            if step == steps:
+                break
+            loss = F.cross_entropy(logits, state.goal[active], reduction="sum")
+            (gradient,) = torch.autograd.grad(loss, part)
+            with torch.no_grad():
+                move = _step(gradient, None if weights is None else weights[active], norm)
+                state.delta[active] = _project(part.detach() - step_size * move, pixels[active], eps, norm)
+    delta = state.delta.detach()
+    return AttackResult(
+        adversarial=to_normalized(pixels + delta, mean, std),
+        perturbation=delta,
+        target=state.goal,
+        clean_prediction=clean_logits.argmax(dim=-1),
+        prediction=state.prediction,
+        success=state.prediction == state.goal,
+        iterations=state.iterations,
+        l2=delta.flatten(1).norm(dim=1),
+        linf=delta.flatten(1).abs().amax(dim=1),
+    )
+
+
+def _check_settings(
+    model: nn.Module, norm: str, eps: float | None, step_size: float | None, steps: int
+) -> tuple[float, float]:
+    """The radius and step size (defaults of the norm filled in), checked."""
     if norm not in NORMS:
         raise SalmapError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
     eps = DEFAULT_EPS[norm] if eps is None else float(eps)
@@ -147,54 +194,35 @@ def pgd(
         raise SalmapError(f"need eps > 0, step_size > 0 and steps >= 0, got {eps}, {step_size}, {steps}")
     if model.training:
         raise SalmapError("put the model in eval mode (model.eval()) before attacking it")
-    batch = x.shape[0]
-    weights = None
-    if saliency is not None:
-        if saliency.shape != (batch, *x.shape[-2:]):
-            raise SalmapError(
-                f"saliency must have shape {(batch, *x.shape[-2:])}, got {tuple(saliency.shape)}"
-            )
-        weights = focus_weights(saliency.to(x.device), focus).to(x.dtype)
-    mean_t = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    pixels = x * std_t + mean_t
-    with torch.no_grad():
-        clean_logits = logits_of(model(x))
-    goal = _targets(target, clean_logits)
-    delta = torch.zeros_like(x)
-    prediction = clean_logits.argmax(dim=-1)
-    iterations = torch.full((batch,), steps, dtype=torch.long, device=x.device)
-    done = torch.zeros(batch, dtype=torch.bool, device=x.device)
-    with gradients_enabled():
-        for step in tqdm(range(steps + 1), desc="pgd", disable=not progress, leave=False):
-            active = (~done).nonzero().flatten() if early_stop else torch.arange(batch, device=x.device)
-            if active.numel() == 0:
-                break
-            part = delta[active].requires_grad_(True)
-            logits = logits_of(model((pixels[active] + part - mean_t) / std_t))
-            prediction[active] = logits.detach().argmax(dim=-1)
-            hit = (prediction[active] == goal[active]) & ~done[active]
-            iterations[active[hit]] = step
-            done[active[hit]] = True
-            if step == steps:
-                break
-            loss = F.cross_entropy(logits, goal[active], reduction="sum")
-            (gradient,) = torch.autograd.grad(loss, part)
-            with torch.no_grad():
-                move = _step(gradient, None if weights is None else weights[active], norm)
-                delta[active] = _project(part.detach() - step_size * move, pixels[active], eps, norm)
-    delta = delta.detach()
-    return AttackResult(
-        adversarial=x + delta / std_t,
-        perturbation=delta,
-        target=goal,
-        clean_prediction=clean_logits.argmax(dim=-1),
-        prediction=prediction,
-        success=prediction == goal,
-        iterations=iterations,
-        l2=delta.flatten(1).norm(dim=1),
-        linf=delta.flatten(1).abs().amax(dim=1),
-    )
+    return eps, step_size
+
+
+def _weights(saliency: torch.Tensor, focus: float, x: torch.Tensor) -> torch.Tensor:
+    """The step weights of `focus_weights` for maps that match the batch `x`."""
+    if saliency.shape != (x.shape[0], *x.shape[-2:]):
+        raise SalmapError(
+            f"saliency must have shape {(x.shape[0], *x.shape[-2:])}, got {tuple(saliency.shape)}"
+        )
+    return focus_weights(saliency.to(x.device), focus).to(x.dtype)
+
+
+@dataclass
+class _Descent:
+    """The attack's state per image: its target, perturbation, latest prediction, the iteration it
+    reached its target (or the step count) and whether it has."""
+
+    goal: torch.Tensor
+    delta: torch.Tensor
+    prediction: torch.Tensor
+    iterations: torch.Tensor
+    done: torch.Tensor
+
+    def record(self, active: torch.Tensor, prediction: torch.Tensor, step: int) -> None:
+        """The predictions of the `active` images at `step`; those that hit their target are done."""
+        self.prediction[active] = prediction
+        hit = (prediction == self.goal[active]) & ~self.done[active]
+        self.iterations[active[hit]] = step
+        self.done[active[hit]] = True
 
 
 def attack_maps(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torchvision.transforms.v2.functional as TF
@@ -14,7 +13,7 @@ from tqdm import tqdm
 
 from salmap.errors import SalmapError
 from salmap.inputs import gradients_enabled
-from salmap.models.transforms import IMAGENET_MEAN, IMAGENET_STD
+from salmap.models.transforms import IMAGENET_MEAN, IMAGENET_STD, to_normalized, to_pixels
 from salmap.targets import logits_of
 
 
@@ -46,6 +45,49 @@ def _check(steps: int, lr: float, l2: float, jitter: int, blur_every: int, blur_
         raise SalmapError("jitter and blur_every must be >= 0 and blur_sigma > 0")
     if not 0 < decay <= 1:
         raise SalmapError(f"decay must be in (0, 1], got {decay}")
+
+
+def _ascent_gradient(
+    model: nn.Module, image: torch.Tensor, target: torch.Tensor, l2: float, shift: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """d/dI [S_c(I) - l2 * ||I||^2] with the model shown I rolled by `shift`, and the scores."""
+    image = image.detach().requires_grad_(True)
+    seen = torch.roll(image, shifts=shift, dims=(-2, -1)) if any(shift) else image
+    logits = logits_of(model(seen))
+    if not 0 <= int(target.min()) <= int(target.max()) < logits.shape[-1]:
+        raise SalmapError(f"class index out of range: the model has {logits.shape[-1]} classes")
+    scores = logits.gather(1, target.view(-1, 1)).squeeze(1)
+    objective = scores - l2 * image.pow(2).flatten(1).sum(1)
+    (gradient,) = torch.autograd.grad(objective.sum(), image)
+    return gradient, scores.detach().cpu()
+
+
+@dataclass
+class _Regularisers:
+    """The optional regularisers of `visualize_class`: a random roll before each step, a blur
+    every `blur_every` steps, and clipping to the valid pixel range (`bounds`, normalised)."""
+
+    jitter: int
+    blur_every: int
+    blur_sigma: float
+    clip: bool
+    bounds: tuple[torch.Tensor, torch.Tensor]
+    generator: torch.Generator
+
+    def shift(self) -> list[int]:
+        """The roll of the next step (the same for every class)."""
+        if not self.jitter:
+            return [0, 0]
+        return torch.randint(-self.jitter, self.jitter + 1, (2,), generator=self.generator).tolist()
+
+    def __call__(self, image: torch.Tensor, step: int) -> torch.Tensor:
+        """The image after step `step` (from 0), blurred and clipped where asked."""
+        if self.blur_every and (step + 1) % self.blur_every == 0:
+            kernel = 2 * int(3 * self.blur_sigma + 0.5) + 1
+            image = TF.gaussian_blur(image, [kernel, kernel], [self.blur_sigma, self.blur_sigma])
+        if self.clip:
+            image = torch.maximum(torch.minimum(image, self.bounds[1]), self.bounds[0])
+        return image
 
 
 def visualize_class(
@@ -84,35 +126,23 @@ def visualize_class(
     if not classes:
         raise SalmapError("give at least one class index")
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-    low, high = (0 - mean_t) / std_t, (1 - mean_t) / std_t
     target = torch.tensor(classes, device=device)
-    generator = torch.Generator().manual_seed(seed)
-    image = torch.zeros(len(classes), mean_t.shape[1], *input_size, device=device)
+    image = torch.zeros(len(classes), len(mean), *input_size, device=device)
+    shape = (1, len(mean), 1, 1)
+    bounds = (
+        to_normalized(torch.zeros(shape, device=device), mean, std),
+        to_normalized(torch.ones(shape, device=device), mean, std),
+    )
+    regularise = _Regularisers(
+        jitter, blur_every, blur_sigma, clip, bounds, torch.Generator().manual_seed(seed)
+    )
     history = torch.zeros(steps, len(classes))
     step_size = lr
     with gradients_enabled():
         for step in tqdm(range(steps), desc="class model", disable=not progress, leave=False):
-            shift = (
-                torch.randint(-jitter, jitter + 1, (2,), generator=generator).tolist() if jitter else [0, 0]
-            )
-            image.requires_grad_(True)
-            seen = torch.roll(image, shifts=shift, dims=(-2, -1)) if jitter else image
-            logits = logits_of(model(seen))
-            if step == 0 and not 0 <= min(classes) <= max(classes) < logits.shape[-1]:
-                raise SalmapError(f"class index out of range: the model has {logits.shape[-1]} classes")
-            scores = logits.gather(1, target.view(-1, 1)).squeeze(1)
-            objective = scores - l2 * image.pow(2).flatten(1).sum(1)
-            (gradient,) = torch.autograd.grad(objective.sum(), image)
-            history[step] = scores.detach().cpu()
+            gradient, history[step] = _ascent_gradient(model, image, target, l2, regularise.shift())
             with torch.no_grad():
-                image = image.detach() + step_size * gradient
-                if blur_every and (step + 1) % blur_every == 0:
-                    kernel = 2 * int(3 * blur_sigma + 0.5) + 1
-                    image = TF.gaussian_blur(image, [kernel, kernel], [blur_sigma, blur_sigma])
-                if clip:
-                    image = torch.maximum(torch.minimum(image, high), low)
+                image = regularise(image.detach() + step_size * gradient, step)
             step_size *= decay
     with torch.no_grad():
         logits = logits_of(model(image))
@@ -120,37 +150,9 @@ def visualize_class(
         probabilities = logits.softmax(dim=-1).gather(1, target.view(-1, 1)).squeeze(1)
     return ClassVisualization(
         class_indices=classes,
-        images=(image * std_t + mean_t).clamp(0, 1).cpu(),
+        images=to_pixels(image, mean, std).cpu(),
         raw=image.cpu(),
         scores=final.cpu(),
         probabilities=probabilities.cpu(),
         history=history,
     )
-
-
-def save_class_grid(
-    result: ClassVisualization, class_names: Sequence[str], path: str | Path, columns: int = 5
-) -> None:
-    """Save the images as a grid, each titled below with its class name, score and probability."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    count = len(result.class_indices)
-    cols = min(columns, count)
-    rows = -(-count // cols)
-    figure, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.9 * rows), squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
-    for k, (index, name) in enumerate(zip(result.class_indices, class_names, strict=True)):
-        axis = axes.flat[k]
-        picture = result.images[k].permute(1, 2, 0).numpy()
-        gray = picture.shape[-1] == 1
-        axis.imshow(picture[..., 0] if gray else picture, cmap="gray" if gray else None, vmin=0, vmax=1)
-        score, probability = float(result.scores[k]), float(result.probabilities[k])
-        caption = f"{name} ({index})\nscore {score:.1f}, p {probability:.2f}"
-        axis.text(0.5, -0.03, caption, transform=axis.transAxes, ha="center", va="top", fontsize=9)
-    figure.tight_layout(h_pad=2.5)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)

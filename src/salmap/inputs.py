@@ -10,13 +10,19 @@ import torch
 from salmap.errors import SalmapError
 
 
-def check_images(x: torch.Tensor) -> torch.Tensor:
-    """Check that `x` is a finite float batch `(B, C, H, W)` and return it detached from any
-    graph (a copy outside inference mode when it was made inside it)."""
+def check_batch(x: torch.Tensor) -> torch.Tensor:
+    """Check that `x` is a tensor `(B, C, H, W)` of any type; return it."""
     if not isinstance(x, torch.Tensor):
         raise SalmapError(f"images must be a tensor (B, C, H, W), got {type(x).__name__}")
     if x.dim() != 4:
         raise SalmapError(f"images must have shape (B, C, H, W), got {tuple(x.shape)}")
+    return x
+
+
+def check_images(x: torch.Tensor) -> torch.Tensor:
+    """Check that `x` is a finite float batch `(B, C, H, W)` and return it detached from any
+    graph (a copy outside inference mode when it was made inside it)."""
+    check_batch(x)
     if not x.is_floating_point():
         raise SalmapError(f"images must be a float tensor normalised for the model, got {x.dtype}")
     if x.shape[0] == 0:

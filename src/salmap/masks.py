@@ -3,20 +3,17 @@
 Maps are `(B, H, W)` float tensors in [0, 1]; binary masks are `(B, H, W)` bool tensors
 (True = evidence); images are `(B, C, H, W)` tensors. Masking happens where the model sees the
 image (normalised space, where zero is the dataset mean); inpainting happens in pixel space
-(`to_pixels` / `to_normalized` convert between the two).
+(`salmap.models.transforms.to_pixels` / `to_normalized` convert between the two).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
 import cv2
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from salmap.errors import SalmapError
+from salmap.inputs import check_batch
 from salmap.maps import check_maps
 
 
@@ -61,17 +58,10 @@ def _as_weights(masks: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     return masks.to(device=images.device, dtype=images.dtype).unsqueeze(1)
 
 
-def _check_images(images: torch.Tensor) -> torch.Tensor:
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise SalmapError(f"images must be a tensor (B, C, H, W), got {shape}")
-    return images
-
-
 def masked_in(images: torch.Tensor, masks: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
     """Masked-in images `b * x + (1 - b) * v`: only the evidence kept; elsewhere the fill value v,
     by default zero in normalised space (the mean colour)."""
-    images = _check_images(images)
+    images = check_batch(images)
     weights = _as_weights(masks, images)
     return images * weights + fill * (1 - weights)
 
@@ -79,28 +69,9 @@ def masked_in(images: torch.Tensor, masks: torch.Tensor, fill: float = 0.0) -> t
 def masked_out(images: torch.Tensor, masks: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
     """Masked-out images `(1 - b) * x + b * v`: the evidence set to the fill value v, by default
     zero in normalised space (CASM, Zolna et al. 2019)."""
-    images = _check_images(images)
+    images = check_batch(images)
     weights = _as_weights(masks, images)
     return images * (1 - weights) + fill * weights
-
-
-def _channel_stats(values: Sequence[float], images: torch.Tensor) -> torch.Tensor:
-    stats = torch.as_tensor(values, dtype=images.dtype, device=images.device).flatten()
-    if stats.numel() not in (1, images.shape[1]):
-        raise SalmapError(f"mean/std need 1 or {images.shape[1]} values, got {stats.numel()}")
-    return stats.view(1, -1, 1, 1)
-
-
-def to_pixels(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Normalised images back to pixel space: `x * std + mean`, clamped to [0, 1]."""
-    images = _check_images(images)
-    return (images * _channel_stats(std, images) + _channel_stats(mean, images)).clamp(0, 1)
-
-
-def to_normalized(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Pixel-space images in [0, 1] to the model's space: `(p - mean) / std`."""
-    pixels = _check_images(pixels)
-    return (pixels - _channel_stats(mean, pixels)) / _channel_stats(std, pixels)
 
 
 def inpaint_masked_out(images: torch.Tensor, masks: torch.Tensor, radius: int = 3) -> torch.Tensor:
@@ -111,7 +82,7 @@ def inpaint_masked_out(images: torch.Tensor, masks: torch.Tensor, radius: int = 
     replaced; the others are returned unchanged. A mask that covers the whole image leaves
     nothing to inpaint from: that image becomes black. Output has the input's dtype and device.
     """
-    images = _check_images(images)
+    images = check_batch(images)
     binary = check_binary(masks, images)
     if binary.dtype != torch.bool:
         binary = binary > 0.5
@@ -141,56 +112,3 @@ def inpaint_masked_out(images: torch.Tensor, masks: torch.Tensor, radius: int = 
     if images.dtype != torch.uint8:
         filled_tensor = filled_tensor.to(images.dtype) / 255
     return torch.where(binary.to(images.device).unsqueeze(1), filled_tensor, images)
-
-
-def mask_figure(
-    images: torch.Tensor,
-    maps: torch.Tensor,
-    path: str | Path,
-    *,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    alpha: float = 1.0,
-) -> Path:
-    """Save the CASM paper's Figure 1 layout: rows original / masked-in / masked-out / inpainted.
-
-    One column per image. `images` are pixels in [0, 1] (RGB or grey), or normalised images when
-    `mean` and `std` are given (then masking zeroes in normalised space, shown as the mean colour).
-    Masks are `discretize(maps, alpha)`. Returns the path written.
-    """
-    images = _check_images(images)
-    if (mean is None) != (std is None):
-        raise SalmapError("give both mean and std (normalised images) or neither (pixels)")
-    masks = discretize(maps, alpha).to(images.device)
-    if mean is None:
-        pixels = images.clamp(0, 1)
-        rows = [pixels, masked_in(pixels, masks), masked_out(pixels, masks)]
-    else:
-        pixels = to_pixels(images, mean, std)
-        rows = [
-            pixels,
-            to_pixels(masked_in(images, masks), mean, std),
-            to_pixels(masked_out(images, masks), mean, std),
-        ]
-    rows.append(inpaint_masked_out(pixels, masks))
-    titles = ["original", "masked-in", "masked-out", "inpainted"]
-    count = images.shape[0]
-    figure = Figure(figsize=(1.6 * count + 0.8, 6.6))
-    axes = figure.subplots(4, count, squeeze=False)
-    for row, (title, batch) in enumerate(zip(titles, rows, strict=True)):
-        for column in range(count):
-            axis = axes[row][column]
-            picture = batch[column].detach().permute(1, 2, 0).cpu().numpy()
-            if picture.shape[2] == 1:
-                axis.imshow(picture[:, :, 0], cmap="gray", vmin=0, vmax=1)
-            else:
-                axis.imshow(picture)
-            axis.set_xticks([])
-            axis.set_yticks([])
-            if column == 0:
-                axis.set_ylabel(title)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    return path

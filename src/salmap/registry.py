@@ -67,6 +67,7 @@ class Method:
         layer: Any = None,
         output_key: str | None = None,
         checkpoint: str | Path | None = None,
+        reshape: Callable[[Any], Any] | None = None,
         normalization: Normalization | None = None,
         **settings: Any,
     ) -> Explainer:
@@ -79,7 +80,9 @@ class Method:
             raise SalmapError(f"{self.name} has no setting {', '.join(unknown)} (settings: {known})")
         if normalization is not None and getattr(self.cls, "uses_normalization", False):
             settings["normalization"] = normalization
-        return self.cls.build(model, layer=layer, output_key=output_key, checkpoint=checkpoint, **settings)
+        return self.cls.build(
+            model, layer=layer, output_key=output_key, checkpoint=checkpoint, reshape=reshape, **settings
+        )
 
 
 _REGISTRY: dict[str, Method] = {}
@@ -142,17 +145,20 @@ def make_explainer(
     layer: Any = None,
     output_key: str | None = None,
     checkpoint: str | Path | None = None,
+    reshape: Callable[[Any], Any] | None = None,
     normalization: Normalization | None = None,
     **settings: Any,
 ) -> Explainer:
-    """The explainer of the method `name` for `model`: `layer` for the layer methods, `checkpoint`
-    for the trained mappers (which carry their own classifier), `normalization` (mean, std) for
-    the methods that read it, `settings` among the method's options (see `salmap methods`)."""
+    """The explainer of the method `name` for `model`: `layer` and `reshape` (the layer's output
+    as feature maps, see `salmap.layers`) for the layer methods, `checkpoint` for the trained
+    mappers (which carry their own classifier), `normalization` (mean, std) for the methods that
+    read it, `settings` among the method's options (see `salmap methods`)."""
     return method(name).build(
         model,
         layer=layer,
         output_key=output_key,
         checkpoint=checkpoint,
+        reshape=reshape,
         normalization=normalization,
         **settings,
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import os
 import platform
 import statistics
@@ -24,6 +23,7 @@ from torch import nn
 from salmap.casm.adapters import adapt
 from salmap.casm.mapper import build_mapper
 from salmap.explainers import Explainer, Gradient, SmoothGrad
+from salmap.io import write_json, write_text
 from salmap.layers import resolve_layer
 from salmap.models import load
 from salmap.registry import Method
@@ -376,8 +376,8 @@ def run_benchmark(
             "rows": [asdict(r) for r in rows],
             "smoothgrad_memory": [asdict(r) for r in memory],
         }
-        (out / f"speed-{device.type}.json").write_text(json.dumps(document, indent=2))
-        (out / f"speed-{device.type}.md").write_text(markdown(rows) + "\n\n" + memory_markdown(memory) + "\n")
+        write_json(out / f"speed-{device.type}.json", document)
+        write_text(out / f"speed-{device.type}.md", markdown(rows) + "\n\n" + memory_markdown(memory) + "\n")
 
     for name in models:
         model, layer = available[name]

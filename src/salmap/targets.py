@@ -92,7 +92,12 @@ def logits_of(output: Any, key: str | None = None) -> torch.Tensor:
 
 
 def _integer_tensor(values: Any, what: str) -> torch.Tensor:
-    tensor = torch.as_tensor(values)
+    try:
+        tensor = torch.as_tensor(values)
+    except (TypeError, ValueError, RuntimeError):
+        raise SalmapError(f"{what} must be integer class indices, got {values!r}"[:200]) from None
+    if tensor.numel() == 0:
+        return tensor.long()
     if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
         raise SalmapError(f"{what} must be integer class indices, got {tensor.dtype} values {values!r}"[:200])
     return tensor.long()
@@ -130,6 +135,12 @@ class Target:
             indices = _integer_tensor(spec, "targets").flatten()
             self.classes = indices.expand(batch) if indices.numel() == 1 else indices
         elif isinstance(spec, Sequence) and not isinstance(spec, str):
+            collections = (Sequence, set, frozenset, torch.Tensor, np.ndarray)
+            if not all(isinstance(item, collections) and not isinstance(item, str) for item in spec):
+                raise SalmapError(
+                    "a target list holds one class index per image or one collection of classes per "
+                    f"image, not both: {spec!r}"[:200]
+                )
             self.sets = [_integer_tensor(list(item), "class sets").flatten().tolist() for item in spec]
         else:
             raise SalmapError(

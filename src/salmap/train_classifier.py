@@ -2,14 +2,12 @@
 
 Every epoch draws fresh clutter and placements for the training sources; the weights with the best
 validation accuracy are kept and the test accuracy is measured once at the end. The checkpoint is
-written atomically (temporary file + `os.replace`).
+written atomically (`salmap.io`).
 """
 
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from tqdm import tqdm
 
 from salmap.data.digits import DigitsSplit, build_split
 from salmap.errors import SalmapError
+from salmap.io import refuse_existing, write_atomically
 from salmap.models.digits import DigitsCNN, digits_checkpoint
 
 
@@ -45,20 +44,6 @@ def accuracy(model: nn.Module, data: DigitsSplit, batch_size: int = 500) -> floa
     return correct / len(data)
 
 
-def save_atomically(state: dict, out: Path) -> None:
-    """`torch.save` to a temporary file next to `out`, then rename it over `out`."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(handle)
-    try:
-        torch.save(state, temporary)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def train_digits_classifier(
     out: str | Path,
     *,
@@ -75,8 +60,7 @@ def train_digits_classifier(
 ) -> TrainResult:
     """Train `DigitsCNN` on the `single` train split and write the checkpoint to `out`."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise SalmapError(f"{out} exists; pass --overwrite to replace it")
+    refuse_existing([out], overwrite)
     if min(epochs, samples_per_epoch, batch_size, val_samples, test_samples) < 1:
         raise SalmapError("epochs, sample counts and batch size must be positive")
     started = time.perf_counter()
@@ -118,5 +102,5 @@ def train_digits_classifier(
         train_seconds=round(seconds, 1),
         seed=seed,
     )
-    save_atomically(state, out)
+    write_atomically(out, lambda temporary: torch.save(state, temporary))
     return TrainResult(out, best_accuracy, test_accuracy, seconds, losses)

@@ -166,12 +166,6 @@ def build_backbone(spec: dict) -> nn.Module:
         from salmap.models.digits import DigitsCNN
 
         return DigitsCNN(num_classes=classes, widths=tuple(spec["widths"]))
-    import torchvision
+    from salmap.models.imagenet import build_architecture
 
-    if arch in torchvision.models.list_models(module=torchvision.models):
-        return torchvision.models.get_model(arch, weights=None, num_classes=classes)
-    import timm
-
-    if arch in timm.list_models():
-        return timm.create_model(arch, pretrained=False, num_classes=classes)
-    raise SalmapError(f"unknown backbone architecture {arch!r} in the checkpoint")
+    return build_architecture(arch, classes)

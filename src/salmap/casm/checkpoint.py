@@ -8,14 +8,13 @@ containers are accepted, and a pickle payload that would build other objects is 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from salmap.errors import SalmapError
+from salmap.io import write_atomically
 
 TRAINING_FORMAT = "salmap-casm-train-v1"
 MAPPER_FORMAT = "salmap-casm-v1"
@@ -23,17 +22,7 @@ MAPPER_FORMAT = "salmap-casm-v1"
 
 def save(state: dict[str, Any], path: str | Path) -> Path:
     """`torch.save(state)` to a temporary file next to `path`, then `os.replace` it onto `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save(state, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda temporary: torch.save(state, temporary))
 
 
 def load(path: str | Path, formats: tuple[str, ...] = (TRAINING_FORMAT, MAPPER_FORMAT)) -> dict[str, Any]:

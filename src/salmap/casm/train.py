@@ -46,6 +46,8 @@ from tqdm import tqdm
 
 from salmap import distributed
 from salmap.errors import SalmapError
+from salmap.io import write_json, write_text
+from salmap.models.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 from . import checkpoint
 from .adapters import StagedClassifier, adapt, backbone_spec
@@ -319,11 +321,7 @@ def initial_classifier(config: CASMConfig) -> tuple[nn.Module, tuple[float, ...]
         return loaded.model, loaded.mean, loaded.std
     from .adapters import build_backbone
 
-    return (
-        build_backbone({"arch": config.model, "num_classes": 1000}),
-        (0.485, 0.456, 0.406),
-        (0.229, 0.224, 0.225),
-    )
+    return build_backbone({"arch": config.model, "num_classes": 1000}), IMAGENET_MEAN, IMAGENET_STD
 
 
 def training_data(config: CASMConfig, mean: tuple[float, ...], std: tuple[float, ...]) -> Dataset:
@@ -382,7 +380,7 @@ def _truncate_log(path: Path, step: int) -> None:
     if path.is_file():
         lines = [line for line in path.read_text().splitlines() if line.strip()]
         kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
-        path.write_text("".join(line + "\n" for line in kept))
+        write_text(path, "".join(line + "\n" for line in kept))
 
 
 def mapper_state(trainer: CASMTrainer, spec: dict, mean: tuple, std: tuple) -> dict[str, Any]:
@@ -427,6 +425,90 @@ def train_casm(
         torch.use_deterministic_algorithms(previous)
 
 
+@dataclass(frozen=True)
+class _Schedule:
+    """How the data is shared out: the sampler, images per process and step, steps per epoch and
+    the steps of the run."""
+
+    sampler: DistributedSampler
+    per_process: int
+    steps_per_epoch: int
+    total: int
+
+    def batches(self, step: int) -> tuple[int, list[list[int]]]:
+        """The epoch of `step` and the batches of that epoch from `step` on."""
+        epoch, position = divmod(step, self.steps_per_epoch)
+        self.sampler.set_epoch(epoch)
+        order = list(self.sampler)
+        size = self.per_process
+        return epoch, [order[i * size : (i + 1) * size] for i in range(position, self.steps_per_epoch)]
+
+
+def _schedule(config: CASMConfig, dataset: Dataset, rank: int, world: int) -> _Schedule:
+    per_process = config.batch_size // world
+    if per_process < 1:
+        raise SalmapError(f"batch size {config.batch_size} is smaller than the {world} processes")
+    sampler = DistributedSampler(
+        dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=True
+    )
+    steps_per_epoch = int(len(sampler) * config.epoch_fraction) // per_process
+    if steps_per_epoch < 1:
+        raise SalmapError(f"{len(dataset)} training images make no batch of {per_process} per process")
+    return _Schedule(sampler, per_process, steps_per_epoch, config.steps or config.epochs * steps_per_epoch)
+
+
+class _MetricsLog:
+    """Averages the step metrics over `every` steps (or up to the last step), shows them on the
+    progress bar and, on rank 0, appends them to `metrics.jsonl`."""
+
+    def __init__(self, path: Path, every: int, total: int, write: bool) -> None:
+        self.path, self.every, self.total, self.write = path, every, total, write
+        self.sums: dict[str, float] = {}
+        self.last: dict[str, float] = {}
+        self.started = time.perf_counter()
+
+    def add(self, step: int, epoch: int, metrics: dict[str, float], lr: float, bar: tqdm) -> None:
+        for key, value in metrics.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        if step % self.every != 0 and step != self.total:
+            return
+        count = self.every if step % self.every == 0 else step % self.every
+        self.last = {key: value / count for key, value in self.sums.items()}
+        self.sums = {}
+        last = self.last
+        bar.set_postfix(
+            lf=f"{last['loss_f']:.3f}",
+            lm=f"{last['loss_m']:.3f}",
+            area=f"{last['area']:.2f}",
+            acc=f"{last['acc_clean']:.2f}",
+            acc_out=f"{last['acc_masked']:.2f}",
+        )
+        if self.write:
+            record = {"step": step, "epoch": epoch, "lr_m": lr, **last}
+            record["seconds"] = round(time.perf_counter() - self.started, 2)
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+
+def _start_or_resume(trainer: CASMTrainer, config: CASMConfig, out: Path, resume: bool, rank: int) -> None:
+    """Load the run's checkpoint when resuming (refuse to start over an existing run otherwise),
+    and on rank 0 write the configuration."""
+    ckpt, log_path = out / "checkpoint.pt", out / "metrics.jsonl"
+    if resume and ckpt.is_file():
+        state = checkpoint.load(ckpt, (checkpoint.TRAINING_FORMAT,))
+        trainer.load_state_dict(state)
+        _set_rng_state(state["rng"])
+        if rank == 0:
+            _truncate_log(log_path, trainer.step_count)
+    elif ckpt.is_file():
+        raise SalmapError(f"{out} holds a run already: pass --resume to continue it, or another --out")
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", asdict(config))
+        if not resume:
+            log_path.unlink(missing_ok=True)
+
+
 def _run(
     config: CASMConfig,
     out: Path,
@@ -446,32 +528,10 @@ def _run(
         mean, std = (0.0,), (1.0,)
     spec = backbone_spec(classifier, config.model)
     dataset = training_data(config, mean, std) if dataset is None else dataset
-    per_process = config.batch_size // world
-    if per_process < 1:
-        raise SalmapError(f"batch size {config.batch_size} is smaller than the {world} processes")
-    sampler = DistributedSampler(
-        dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=True
-    )
-    steps_per_epoch = int(len(sampler) * config.epoch_fraction) // per_process
-    if steps_per_epoch < 1:
-        raise SalmapError(f"{len(dataset)} training images make no batch of {per_process} per process")
-    total = config.steps or config.epochs * steps_per_epoch
-    trainer = CASMTrainer(config, classifier, device, steps_per_epoch)
-
-    ckpt, log_path = out / "checkpoint.pt", out / "metrics.jsonl"
-    if resume and ckpt.is_file():
-        state = checkpoint.load(ckpt, (checkpoint.TRAINING_FORMAT,))
-        trainer.load_state_dict(state)
-        _set_rng_state(state["rng"])
-        if rank == 0:
-            _truncate_log(log_path, trainer.step_count)
-    elif ckpt.is_file():
-        raise SalmapError(f"{out} holds a run already: pass --resume to continue it, or another --out")
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
-        if not resume:
-            log_path.unlink(missing_ok=True)
+    schedule = _schedule(config, dataset, rank, world)
+    trainer = CASMTrainer(config, classifier, device, schedule.steps_per_epoch)
+    _start_or_resume(trainer, config, out, resume, rank)
+    ckpt = out / "checkpoint.pt"
 
     def save() -> None:
         trainer.sync_buffers()
@@ -482,48 +542,28 @@ def _run(
         if dist.is_initialized():
             dist.barrier()
 
-    started = time.perf_counter()
-    bar = tqdm(total=total, initial=trainer.step_count, disable=not progress or rank != 0, desc="casm")
-    sums: dict[str, float] = {}
-    last: dict[str, float] = {}
-    while trainer.step_count < total:
-        epoch, position = divmod(trainer.step_count, steps_per_epoch)
-        sampler.set_epoch(epoch)
-        order = list(sampler)
-        batches = [order[i * per_process : (i + 1) * per_process] for i in range(position, steps_per_epoch)]
+    log = _MetricsLog(out / "metrics.jsonl", config.log_every, schedule.total, write=rank == 0)
+    bar = tqdm(
+        total=schedule.total, initial=trainer.step_count, disable=not progress or rank != 0, desc="casm"
+    )
+    while trainer.step_count < schedule.total:
+        epoch, batches = schedule.batches(trainer.step_count)
         loader = DataLoader(dataset, batch_sampler=batches, num_workers=config.num_workers, collate_fn=_pairs)
         for x, y in loader:
             metrics = trainer.step(x.to(device), y.to(device))
             step = trainer.step_count
-            for key, value in metrics.items():
-                sums[key] = sums.get(key, 0.0) + value
             bar.update(1)
-            if step % config.log_every == 0 or step == total:
-                count = config.log_every if step % config.log_every == 0 else step % config.log_every
-                last = {key: value / count for key, value in sums.items()}
-                sums = {}
-                bar.set_postfix(
-                    lf=f"{last['loss_f']:.3f}",
-                    lm=f"{last['loss_m']:.3f}",
-                    area=f"{last['area']:.2f}",
-                    acc=f"{last['acc_clean']:.2f}",
-                    acc_out=f"{last['acc_masked']:.2f}",
-                )
-                if rank == 0:
-                    record = {"step": step, "epoch": epoch, "lr_m": trainer.sched_m.get_last_lr()[0], **last}
-                    record["seconds"] = round(time.perf_counter() - started, 2)
-                    with log_path.open("a") as handle:
-                        handle.write(json.dumps(record) + "\n")
-            if step % config.checkpoint_every == 0 or step == total:
+            log.add(step, epoch, metrics, trainer.sched_m.get_last_lr()[0], bar)
+            if step % config.checkpoint_every == 0 or step == schedule.total:
                 save()
             if on_step is not None:
                 on_step(step)
-            if step >= total:
+            if step >= schedule.total:
                 break
     bar.close()
     trainer.sync_buffers()
     mapper_path = out / "casm.pt"
     if rank == 0:
         checkpoint.save(mapper_state(trainer, spec, mean, std), mapper_path)
-    seconds = time.perf_counter() - started
-    return TrainResult(out, ckpt, mapper_path, trainer.step_count, seconds, trainer, last)
+    seconds = time.perf_counter() - log.started
+    return TrainResult(out, ckpt, mapper_path, trainer.step_count, seconds, trainer, log.last)

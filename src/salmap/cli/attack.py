@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -11,15 +10,16 @@ import torch
 from salmap.attack import (
     DEFAULT_EPS,
     DEFAULT_STEP,
-    AttackResult,
     attack_maps,
     attack_report,
     pgd,
     saliency_methods,
 )
 from salmap.errors import SalmapError
+from salmap.figures import save_attack_figure
 from salmap.images import find_images, load_image
-from salmap.models import LoadedModel, load
+from salmap.io import refuse_existing, write_atomically, write_json
+from salmap.models import load
 
 from .common import add_model_arguments, check_device
 
@@ -74,57 +74,11 @@ def parse_attack_methods(spec: str) -> list[str]:
     return ["none", *dict.fromkeys(n for n in names if n != "none")]
 
 
-def _label(loaded: LoadedModel, index: int) -> str:
-    name = loaded.class_names[index]
-    return name if len(name) <= 18 else name[:17] + "."
-
-
-def save_attack_figure(
-    loaded: LoadedModel, x: torch.Tensor, results: dict[str, AttackResult], names: list[str], path: Path
-) -> None:
-    """One row per image: the clean image, then per method the perturbation (mid-grey is 0,
-    scaled so its 99th percentile of |delta| fills the range) and the adversarial image."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cols = 1 + 2 * len(results)
-    figure, axes = plt.subplots(len(names), cols, figsize=(1.9 * cols, 2.2 * len(names)), squeeze=False)
-    clean = loaded.denormalize(x)
-    for r, name in enumerate(names):
-        first = next(iter(results.values()))
-        cells = [(clean[r], f"{name}\n{_label(loaded, int(first.clean_prediction[r]))}")]
-        for method, result in results.items():
-            delta = result.perturbation[r]
-            peak = float(delta.abs().flatten().quantile(0.99))
-            shown = (0.5 + 0.5 * delta / peak).clamp(0, 1) if peak > 0 else torch.full_like(delta, 0.5)
-            outcome = f"{int(result.iterations[r])} it" if bool(result.success[r]) else "failed"
-            cells.append((shown, f"{method}: L2 {float(result.l2[r]):.2f}\n{outcome}"))
-            cells.append(
-                (
-                    loaded.denormalize(result.adversarial[r : r + 1])[0],
-                    f"-> {_label(loaded, int(result.prediction[r]))}",
-                )
-            )
-        for c, (picture, title) in enumerate(cells):
-            axis = axes[r][c]
-            array = picture.permute(1, 2, 0).clamp(0, 1).cpu().numpy()
-            axis.imshow(array[..., 0] if array.shape[-1] == 1 else array, cmap="gray", vmin=0, vmax=1)
-            axis.set_title(title, fontsize=7)
-            axis.axis("off")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
 def run(args: argparse.Namespace) -> int:
     methods = parse_attack_methods(args.method)
     out = Path(args.out)
     figure, numbers = out / "attack.png", out / "attack.json"
-    existing = [str(p) for p in (figure, numbers) if p.exists()]
-    if existing and not args.overwrite:
-        raise SalmapError(f"{', '.join(existing)} exists; pass --overwrite to replace it")
+    refuse_existing([figure, numbers], args.overwrite)
     paths = find_images(args.inputs)
     loaded = load(args.model, arch=args.arch, device=check_device(args.device))
     device = next(loaded.model.parameters()).device
@@ -152,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
     report = attack_report(results, names)
     report["settings"] = {**settings, "focus": args.focus, "model": loaded.name, "target": "least_likely"}
     out.mkdir(parents=True, exist_ok=True)
-    save_attack_figure(loaded, x, results, names, figure)
-    numbers.write_text(json.dumps(report, indent=2) + "\n")
+    write_atomically(figure, lambda path: save_attack_figure(loaded, x, results, names, path))
+    write_json(numbers, report)
     print(
         f"{'method':>8} {'success':>8} {'iters':>6} {'L2':>7} {'Linf':>7} {'L2/plain':>9} {'Linf/plain':>10}"
     )

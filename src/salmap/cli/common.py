@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import torch
+from PIL import Image
 from torch import nn
 
+from salmap import distributed
 from salmap.errors import SalmapError
 from salmap.explainers import Explainer
 from salmap.models import DEFAULT_MODEL, LoadedModel
@@ -50,7 +53,7 @@ def add_method_settings(parser: argparse.ArgumentParser, speed: bool = False) ->
             group.add_argument(
                 *flags,
                 dest=_dest(method.name, option.name),
-                type=_parser(option.type),
+                type=_parse_bool if option.type is bool else option.type,
                 default=default,
                 metavar=option.type.__name__.upper(),
                 help=f"{method.name}: {option.help} (default: {shown})",
@@ -59,24 +62,19 @@ def add_method_settings(parser: argparse.ArgumentParser, speed: bool = False) ->
                 group.add_argument(
                     option.alias,
                     dest=_dest(method.name, option.name),
-                    type=_parser(option.type),
+                    type=_parse_bool if option.type is bool else option.type,
                     help=argparse.SUPPRESS,
                 )
 
 
-def _boolean(text: str) -> bool:
-    """true/yes/on/1 or false/no/off/0."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "yes", "on", "1"):
+def _parse_bool(text: str) -> bool:
+    """yes/no, true/false, on/off or 1/0."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
         return True
-    if lowered in ("false", "no", "off", "0"):
+    if value in ("0", "false", "no", "off"):
         return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-
-def _parser(kind: type) -> Callable[[str], Any]:
-    """How the command line reads a setting of type `kind` (`bool("false")` would be True)."""
-    return _boolean if kind is bool else kind
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
 
 
 def _dest(method: str, option: str) -> str:
@@ -120,7 +118,7 @@ def explainer_factory(
         return make_explainer(
             name,
             model,
-            layer=args.layer or loaded.target_layer,
+            layer=args.layer,
             output_key=args.output_key,
             checkpoint=checkpoints.get(name),
             normalization=(loaded.mean, loaded.std),
@@ -128,3 +126,54 @@ def explainer_factory(
         )
 
     return build
+
+
+def probe_batch(loaded: LoadedModel) -> torch.Tensor:
+    """One black image preprocessed for the model, on its device: enough to make the choices that
+    depend on the model (they depend on shapes, not on content)."""
+    height, width = loaded.input_size
+    device = next(loaded.model.parameters(), torch.empty(0)).device
+    return loaded.preprocess(Image.new("RGB", (width, height)))[None].to(device)
+
+
+def _choice_line(name: str, choices: dict[str, str]) -> str:
+    words = [value if key == "reading" else f"{key} {value}" for key, value in choices.items()]
+    return f"{name}: {'; '.join(words)}"
+
+
+def prepare_explainers(
+    explainers: dict[str, Explainer], loaded: LoadedModel, leave_out_refused: bool
+) -> tuple[dict[str, Explainer], list[str]]:
+    """The explainers prepared on a probe image (`Explainer.prepare`), and the lines that show the
+    choices made for the user (the output field once, then each method's layer and how it is
+    read; see `show`). A method that refuses the model is left out, with a line that gives its
+    reason, when `leave_out_refused` (all methods were asked for); otherwise its refusal is the
+    error."""
+    probe = probe_batch(loaded)
+    kept: dict[str, Explainer] = {}
+    lines: list[str] = []
+    output = None
+    for name, explainer in explainers.items():
+        try:
+            choices = explainer.prepare(probe)
+        except SalmapError as error:
+            if not leave_out_refused:
+                raise
+            lines.append(f"{name}: left out: {error}")
+            continue
+        kept[name] = explainer
+        output = choices.pop("output", None) or output
+        if choices:
+            lines.append(_choice_line(name, choices))
+    if output:
+        lines.insert(0, f"output: {output}")
+    if not kept:
+        raise SalmapError(f"none of the methods can explain {loaded.name}: {'; '.join(lines)}")
+    return kept, lines
+
+
+def show(lines: list[str]) -> None:
+    """Print `lines` on stderr, from one process only under `torchrun`."""
+    if distributed.rank() == 0:
+        for line in lines:
+            print(line, file=sys.stderr)

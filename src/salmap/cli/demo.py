@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from salmap.explain_files import explain_files
+from salmap.explain import explain_files
 from salmap.models import DEFAULT_MODEL, load
 from salmap.registry import make_explainer, method_names
 
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}: {changed} for the demo's time (see `salmap methods` for the defaults)")
         report = explain_files(photos, loaded, explainers, args.out, batch_size=5, overwrite=args.overwrite)
     for record in report.records:
-        if record["method"] == next(iter(explainers)):
-            print(f"{Path(record['image']).stem:>12}: {record['target_name']} ({record['score']:.2f})")
+        if record.method == next(iter(explainers)):
+            print(f"{Path(record.image).stem:>12}: {record.target_name} ({record.score:.2f})")
     print(f"figure: {report.summary} ({time.perf_counter() - started:.1f} s)")
     return 0

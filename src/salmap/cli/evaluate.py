@@ -11,10 +11,18 @@ import torch
 from salmap import distributed
 from salmap.errors import SalmapError
 from salmap.evaluation import evaluate, parse_source, write_outputs
+from salmap.io import refuse_existing, write_text
 from salmap.models import load
 from salmap.registry import parse_methods
 
-from .common import add_explainer_arguments, add_model_arguments, check_device, explainer_factory
+from .common import (
+    add_explainer_arguments,
+    add_model_arguments,
+    check_device,
+    explainer_factory,
+    prepare_explainers,
+    show,
+)
 
 OUTPUTS = ("report.md", "metrics.json", "metrics.csv", "gallery.png", "curves.png", "sanity.png")
 BENCHMARK_VARIANTS = ("single", "twin")
@@ -56,9 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_outputs(folders: list[Path], overwrite: bool) -> None:
-    existing = [folder / name for folder in folders for name in OUTPUTS if (folder / name).exists()]
-    if existing and not overwrite:
-        raise SalmapError(f"{existing[0]} exists; pass --overwrite to replace it")
+    refuse_existing([folder / name for folder in folders for name in OUTPUTS], overwrite)
 
 
 def _evaluate_one(
@@ -71,6 +77,10 @@ def _evaluate_one(
     methods = parse_methods(args.method, trained=args.checkpoint is not None or loaded.name == "digits_cnn")
     build = explainer_factory(args, loaded, methods)
     source = parse_source(data, loaded, args.limit, seed=args.seed)
+    explainers = {name: build(name, loaded.model) for name in methods}
+    prepared, choices = prepare_explainers(explainers, loaded, leave_out_refused=args.method.strip() == "all")
+    show(choices)
+    methods = list(prepared)
     started = time.perf_counter()
     evaluation = evaluate(
         loaded,
@@ -113,7 +123,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         text.replace("\n# ", "\n## ").replace("## ", "### ").replace("# ", "## ", 1) for _, text in written
     ]
     combined = "# salmap benchmark: cluttered digits\n\n" + "\n".join(reports)
-    (out / "report.md").write_text(combined)
+    write_text(out / "report.md", combined)
     print(combined)
     print(f"report: {out / 'report.md'}")
     return 0

@@ -6,11 +6,18 @@ import argparse
 import sys
 
 from salmap import distributed
-from salmap.explain_files import explain_files
+from salmap.explain import explain_files
 from salmap.models import load
 from salmap.registry import parse_methods
 
-from .common import add_explainer_arguments, add_model_arguments, check_device, explainer_factory
+from .common import (
+    add_explainer_arguments,
+    add_model_arguments,
+    check_device,
+    explainer_factory,
+    prepare_explainers,
+    show,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,6 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="write saliency maps for images",
         description="Write, for each image and method, OUT/<image stem>/<method>.png (overlay) and "
         ".npy (the map at the image's size), plus OUT/summary.png and OUT/results.json. "
+        "The choices made for you (the layer of each layer method and how it is read, the output "
+        "field) are printed on stderr first and kept in results.json; with --method all, a method "
+        "that cannot explain the model is left out with its reason. "
         "Under `torchrun --nproc-per-node N` each process explains a share of the images.",
     )
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files or directories")
@@ -41,20 +51,27 @@ def run(args: argparse.Namespace) -> int:
         loaded = load(args.model, arch=args.arch, device=str(device))
         methods = parse_methods(args.method)
         build = explainer_factory(args, loaded, methods)
+        explainers, choices = prepare_explainers(
+            {name: build(name, loaded.model) for name in methods},
+            loaded,
+            leave_out_refused=args.method.strip() == "all",
+        )
+        methods = list(explainers)
         report = explain_files(
             args.inputs,
             loaded,
-            {name: build(name, loaded.model) for name in methods},
+            explainers,
             args.out,
             target=args.target,
             batch_size=args.batch_size,
             overwrite=args.overwrite,
+            on_start=lambda: show(choices),
         )
     if report.results is None:
         return 0
     for path, reason in report.skipped:
         print(f"salmap: skipped {path}: {reason}", file=sys.stderr)
-    images = len({record["image"] for record in report.records})
+    images = len({record.image for record in report.records})
     print(f"explained {images} image(s) with {', '.join(methods)} using {loaded.name}")
     print(f"figure: {report.summary}\nresults: {report.results}")
     return 0

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from salmap.errors import SalmapError
+from salmap.io import refuse_existing, write_atomically
 from salmap.models import load
 
 from .common import add_model_arguments, check_device
@@ -38,11 +39,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from salmap.class_models import save_class_grid, visualize_class
+    from salmap.class_models import visualize_class
+    from salmap.figures import save_class_grid
 
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise SalmapError(f"{out} exists; pass --overwrite to replace it")
+    refuse_existing([out], args.overwrite)
     labels = [label.strip() for label in args.classes.split(",") if label.strip()]
     if not labels:
         raise SalmapError("--class needs at least one class index or name")
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     )
     names = [loaded.class_names[c] for c in classes]
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_class_grid(result, names, out)
+    write_atomically(out, lambda path: save_class_grid(result, names, path))
     for name, score, probability in zip(names, result.scores, result.probabilities, strict=True):
         print(f"{name:>24}: score {float(score):.2f}, probability {float(probability):.3f}")
     print(f"figure: {out}")

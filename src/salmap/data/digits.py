@@ -138,26 +138,8 @@ def build_split(
     `classes` restricts the evidence digits (e.g. `range(5)` for seen classes); clutter comes
     from the other classes of the same split's sources.
     """
-    if variant not in VARIANTS:
-        raise SalmapError(f"unknown digits variant {variant!r}; use one of {', '.join(VARIANTS)}")
-    if n < 1 or clutter < 0:
-        raise SalmapError(f"need at least 1 sample and no negative clutter, got n={n}, clutter={clutter}")
     copies = 1 if variant == "single" else 2
-    span = canvas_size - digit_size
-    if not 0 < fragment_size <= digit_size or span < 0:
-        raise SalmapError(
-            f"need fragment_size <= digit_size <= canvas_size, got {fragment_size}, "
-            f"{digit_size}, {canvas_size}"
-        )
-    if copies == 2 and (span < digit_size or np.hypot(span, span) < canvas_size / 2):
-        raise SalmapError(
-            f"a {canvas_size}px canvas cannot hold two {digit_size}px digits far apart; "
-            f"use a canvas of at least {2 * digit_size}px"
-        )
-    wanted = sorted({int(c) for c in range(10)} if classes is None else {int(c) for c in classes})
-    if not wanted or not set(wanted) <= set(range(10)):
-        raise SalmapError(f"classes must be digits 0..9, got {list(classes or [])}")
-
+    wanted = _check_layout(variant, n, clutter, canvas_size, digit_size, fragment_size, classes)
     _, all_labels = _sources()
     ink = _upscaled(digit_size)
     pool = source_indices(split)
@@ -165,40 +147,76 @@ def build_split(
     rng = np.random.default_rng([seed, SPLITS.index(split), copies])
     sources = rng.choice(evidence_pool, size=n)
     labels = all_labels[sources]
-    corners = _positions(rng, n, copies, span, canvas_size, digit_size)
+    corners = _positions(rng, n, copies, canvas_size - digit_size, canvas_size, digit_size)
     # Fragments: for each sample, sources of other classes, crop offsets and canvas positions.
     others = np.stack([rng.choice(pool[all_labels[pool] != d], size=clutter) for d in labels])
     crops = rng.integers(0, digit_size - fragment_size + 1, size=(n, clutter, 2))
     places = rng.integers(0, canvas_size - fragment_size + 1, size=(n, clutter, 2))
-
     shape = (canvas_size, canvas_size)
     images = np.zeros((n, *shape), dtype=np.float32)
     masks = np.zeros((n, copies, *shape), dtype=bool)
-    kernel = np.ones((2 * CLEARANCE + 1, 2 * CLEARANCE + 1), np.uint8)
-    f = fragment_size
     for i in range(n):
         evidence = np.zeros(shape, dtype=np.float32)
         for k, (y, x) in enumerate(corners[i]):
             evidence[y : y + digit_size, x : x + digit_size] = ink[sources[i]]
             masks[i, k, y : y + digit_size, x : x + digit_size] = ink[sources[i]] > 0
-        clutter_image = np.zeros(shape, dtype=np.float32)
-        for src, (cy, cx), (py, px) in zip(others[i], crops[i], places[i], strict=True):
-            fragment = ink[src, cy : cy + f, cx : cx + f]
-            region = clutter_image[py : py + f, px : px + f]
-            np.maximum(region, fragment, out=region)
-        near = cv2.dilate((evidence > 0).astype(np.uint8), kernel).astype(bool)
-        clutter_image[near] = 0.0
-        images[i] = evidence + clutter_image
-
-    boxes = _tight_boxes(masks)
+        fragments = [
+            ink[src, cy : cy + fragment_size, cx : cx + fragment_size]
+            for src, (cy, cx) in zip(others[i], crops[i], strict=True)
+        ]
+        images[i] = evidence + _clutter(evidence, fragments, places[i])
     normalised = (images[:, None] - DIGITS_MEAN[0]) / DIGITS_STD[0]
     return DigitsSplit(
         images=torch.from_numpy(normalised),
         labels=torch.from_numpy(labels),
-        boxes=torch.from_numpy(boxes),
+        boxes=torch.from_numpy(_tight_boxes(masks)),
         masks=torch.from_numpy(masks),
         sources=torch.from_numpy(sources),
     )
+
+
+def _check_layout(
+    variant: str,
+    n: int,
+    clutter: int,
+    canvas_size: int,
+    digit_size: int,
+    fragment_size: int,
+    classes: Sequence[int] | None,
+) -> list[int]:
+    """Check a split's settings; return the evidence classes, sorted."""
+    if variant not in VARIANTS:
+        raise SalmapError(f"unknown digits variant {variant!r}; use one of {', '.join(VARIANTS)}")
+    if n < 1 or clutter < 0:
+        raise SalmapError(f"need at least 1 sample and no negative clutter, got n={n}, clutter={clutter}")
+    span = canvas_size - digit_size
+    if not 0 < fragment_size <= digit_size or span < 0:
+        raise SalmapError(
+            f"need fragment_size <= digit_size <= canvas_size, got {fragment_size}, "
+            f"{digit_size}, {canvas_size}"
+        )
+    if variant != "single" and (span < digit_size or np.hypot(span, span) < canvas_size / 2):
+        raise SalmapError(
+            f"a {canvas_size}px canvas cannot hold two {digit_size}px digits far apart; "
+            f"use a canvas of at least {2 * digit_size}px"
+        )
+    wanted = sorted({int(c) for c in range(10)} if classes is None else {int(c) for c in classes})
+    if not wanted or not set(wanted) <= set(range(10)):
+        raise SalmapError(f"classes must be digits 0..9, got {list(classes or [])}")
+    return wanted
+
+
+def _clutter(evidence: np.ndarray, fragments: list[np.ndarray], places: np.ndarray) -> np.ndarray:
+    """The fragments pasted at `places` (brightest pixel wins), cleared within `CLEARANCE` pixels
+    of the evidence's ink."""
+    image = np.zeros_like(evidence)
+    for fragment, (py, px) in zip(fragments, places, strict=True):
+        region = image[py : py + fragment.shape[0], px : px + fragment.shape[1]]
+        np.maximum(region, fragment, out=region)
+    kernel = np.ones((2 * CLEARANCE + 1, 2 * CLEARANCE + 1), np.uint8)
+    near = cv2.dilate((evidence > 0).astype(np.uint8), kernel).astype(bool)
+    image[near] = 0.0
+    return image
 
 
 def _tight_boxes(masks: np.ndarray) -> np.ndarray:

@@ -36,23 +36,8 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from salmap.errors import SalmapError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-IMAGE_SUFFIXES = frozenset({".jpeg", ".jpg", ".png"})
-
-
-def resized_size(orig_size: tuple[int, int], resize: int) -> tuple[int, int]:
-    """`(width, height)` after resizing the shorter side of `orig_size` (width, height) to `resize`."""
-    width, height = orig_size
-    if width <= height:
-        return resize, int(resize * height / width)
-    return int(resize * width / height), resize
-
-
-def _crop_origin(size: tuple[int, int], crop: int) -> tuple[int, int]:
-    width, height = size
-    return round((width - crop) / 2.0), round((height - crop) / 2.0)
+from salmap.images import IMAGE_SUFFIXES
+from salmap.models.transforms import IMAGENET_MEAN, IMAGENET_STD, crop_geometry
 
 
 def transform_image(
@@ -61,9 +46,8 @@ def transform_image(
     """Resize the shorter side to `resize`, then take the centre `crop` x `crop` square."""
     if crop > resize:
         raise SalmapError(f"the crop ({crop}) must not exceed the resize ({resize})")
-    size = resized_size(image.size, resize)
-    left, top = _crop_origin(size, crop)
-    return image.resize(size, resample).crop((left, top, left + crop, top + crop))
+    (height, width), (top, left) = crop_geometry((image.height, image.width), resize, (crop, crop))
+    return image.resize((width, height), resample).crop((left, top, left + crop, top + crop))
 
 
 def transform_boxes(
@@ -79,8 +63,7 @@ def transform_boxes(
     """
     boxes = torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
     width, height = orig_size
-    new_width, new_height = resized_size(orig_size, resize)
-    left, top = _crop_origin((new_width, new_height), crop)
+    (new_height, new_width), (top, left) = crop_geometry((height, width), resize, (crop, crop))
     scale = torch.tensor([new_width / width, new_height / height] * 2)
     offset = torch.tensor([left, top] * 2, dtype=torch.float32)
     return (boxes * scale - offset).clamp(0, crop)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from salmap.errors import SalmapError
-from salmap.layers import LayerSpec
+from salmap.layers import LayerSpec, Reshape, find_last_spatial_layer
 from salmap.registry import register
 from salmap.targets import Target
 
@@ -24,50 +24,56 @@ NOT_GAP_LINEAR = (
 class CAM(LayerExplainer):
     """Class activation mapping: sum_k w_k^c A_k for GAP + linear models (Zhou et al. 2016).
 
-    A are the last convolutional features and w^c the row of the final linear layer for class c
-    (the sum of the rows of a class set). Forward pass only. The first call checks that the
-    linear layer's input is the spatial mean of A and that its output is the logits, and fails
-    clearly otherwise.
+    A are the last spatial features (the layer found automatically is the last module with a
+    spatial output: the input of the global pooling; token and channels-last layers are read as
+    feature maps) and w^c the row of the final linear layer for class c (the sum of the rows of a
+    class set). Forward pass only. The first call checks that the linear layer's input is the
+    spatial mean of A and that its output is the logits, and fails clearly otherwise.
     """
 
     floor = "forward"
+    find_layer = staticmethod(find_last_spatial_layer)
 
-    def __init__(self, model: nn.Module, layer: LayerSpec = None, output_key: str | None = None) -> None:
-        super().__init__(model, layer, output_key)
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: LayerSpec = None,
+        output_key: str | None = None,
+        reshape: Reshape | None = None,
+    ) -> None:
+        super().__init__(model, layer, output_key, reshape)
         self.checked = False
+
+    def check(self, x: torch.Tensor) -> None:
+        super().check(x)
+        if not self.checked:
+            self.explain(x, Target(None, x.shape[0]))
 
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         if target.kind == "score":
             raise SalmapError("CAM explains class scores; use a gradient method for a score function")
-        module = self.layer(x)
-        features: list[torch.Tensor] = []
+        self.layer(x)
         linear_calls: list[tuple[nn.Linear, torch.Tensor, torch.Tensor]] = []
-
-        def keep_features(_m: nn.Module, _i: object, output: torch.Tensor) -> None:
-            features.append(output)
 
         def keep_linear(linear: nn.Linear, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
             linear_calls.append((linear, inputs[0], output))
 
-        handles = [module.register_forward_hook(keep_features)]
-        handles += [
+        handles = [
             m.register_forward_hook(keep_linear) for m in self.model.modules() if isinstance(m, nn.Linear)
         ]
         try:
-            with torch.inference_mode():
-                logits = self.read_logits(self.model(x))
+            activations, output = self.activations(x)
         finally:
             for handle in handles:
                 handle.remove()
-        if not features or not linear_calls:
+        logits = self.read_logits(output)
+        if not linear_calls:
             raise SalmapError(NOT_GAP_LINEAR)
-        activations = features[-1]
-        linear, pooled, output = linear_calls[-1]
+        linear, pooled, last = linear_calls[-1]
         if not self.checked:
             if (
-                activations.dim() != 4
-                or output.shape != logits.shape
-                or not torch.allclose(output, logits)
+                last.shape != logits.shape
+                or not torch.allclose(last, logits)
                 or pooled.shape != activations.shape[:2]
                 or not torch.allclose(pooled, activations.mean(dim=(2, 3)), rtol=1e-4, atol=1e-5)
             ):

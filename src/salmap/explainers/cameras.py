@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from salmap.errors import SalmapError
-from salmap.layers import LayerSpec, layer_activations_and_gradients
+from salmap.input_size import resizing, running_at
+from salmap.layers import LayerSpec, Reshape
 from salmap.registry import Option, register
 from salmap.targets import Target
 
@@ -67,6 +68,10 @@ class CAMERAS(LayerExplainer):
     images; the channel sum is done in chunks of `channel_chunk` channels so memory stays bounded
     for deep layers (None: 32 channels on the CPU, where small chunks stay in cache, and on a GPU
     as many channels as fit 2^24 values of the upsampled maps, to keep the kernels few and large).
+
+    Models built for one input size (vision transformers) run at the other sizes through
+    `salmap.input_size.running_at` (timm's `set_input_size`, restored afterwards); a model that
+    does not run at a size is refused with the sizes it runs at.
     """
 
     def __init__(
@@ -78,8 +83,9 @@ class CAMERAS(LayerExplainer):
         step_size: int | None = None,
         channel_chunk: int | None = None,
         output_key: str | None = None,
+        reshape: Reshape | None = None,
     ) -> None:
-        super().__init__(model, layer, output_key)
+        super().__init__(model, layer, output_key, reshape)
         if sizes is not None and (len(sizes) == 0 or min(sizes) < 1):
             raise SalmapError("CAMERAS sizes must be a non-empty list of positive pixel sizes")
         if steps < 1 or (step_size is not None and step_size < 0) or (channel_chunk or 1) < 1:
@@ -88,6 +94,7 @@ class CAMERAS(LayerExplainer):
         self.steps = steps
         self.step_size = step_size
         self.channel_chunk = channel_chunk
+        self._sizes: list[tuple[int, int]] = []
 
     def input_sizes(self, height: int, width: int) -> list[tuple[int, int]]:
         """The (h, w) sizes the image is run at; an explicit size s adds s - height to both sides."""
@@ -99,20 +106,61 @@ class CAMERAS(LayerExplainer):
     def floor_passes(self, x: torch.Tensor) -> list[tuple[int, int]]:
         return self.input_sizes(x.shape[-2], x.shape[-1])
 
+    def _fails_at(self, x: torch.Tensor, size: tuple[int, int]) -> Exception | None:
+        """The error the model raises on the first image of `x` resized to `size`, or None."""
+        try:
+            with running_at(self.model, size), torch.no_grad():
+                self.model(_upsample(x[:1], size))
+        except (SalmapError, torch.cuda.OutOfMemoryError):
+            raise
+        except Exception as error:
+            return error
+        return None
+
+    def _refusal(self, x: torch.Tensor, size: tuple[int, int], error: Exception) -> SalmapError:
+        height, width = x.shape[-2], x.shape[-1]
+        step = next(
+            (d for d in range(32, height + 1, 32) if self._fails_at(x, (height + d, width + d)) is None), None
+        )
+        if step is None:
+            advice = f"it runs only at its input size {height}x{width}: use steps=1 (--cameras-steps 1)"
+        else:
+            advice = f"it runs at steps of {step} px: use step_size={step} (--cameras-step-size {step})"
+        reason = (str(error).splitlines() or [""])[0]
+        return SalmapError(
+            f"CAMERAS runs the model at {size[0]}x{size[1]} px, which {type(self.model).__name__} does not "
+            f"take ({type(error).__name__}: {reason}); {advice}"
+        )
+
+    def check(self, x: torch.Tensor) -> None:
+        super().check(x)
+        self._sizes = self.input_sizes(x.shape[-2], x.shape[-1])
+        if len(self._sizes) > 1:
+            error = self._fails_at(x, self._sizes[1])
+            if error is not None:
+                raise self._refusal(x, self._sizes[1], error)
+
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         size = (x.shape[-2], x.shape[-1])
-        module = self.layer(x)
+        self.layer(x)
         top1 = target.kind == "top1"
         target = resolve_top1(self, x, target)
         score = self.score(target)
         kept_activations: list[torch.Tensor] = []
         kept_gradients: list[torch.Tensor] = []
         weights: list[torch.Tensor] = []
-        for scaled_size in self.input_sizes(*size):
+        self._sizes = self.input_sizes(*size)
+        for scaled_size in self._sizes:
             scaled = x if scaled_size == size else _upsample(x, scaled_size)
-            activations, gradients, output = layer_activations_and_gradients(
-                self.model, module, scaled, score
-            )
+            try:
+                with running_at(self.model, scaled_size):
+                    activations, gradients, output = self.activations_and_gradients(scaled, score)
+            except (SalmapError, torch.cuda.OutOfMemoryError):
+                raise
+            except Exception as error:
+                if scaled_size == size:
+                    raise
+                raise self._refusal(x, scaled_size, error) from error
             keep = (
                 (self.read_logits(output).argmax(dim=1) == target.classes).to(x.dtype)
                 if top1
@@ -138,6 +186,13 @@ class CAMERAS(LayerExplainer):
             mean_g = upsampled_sum([g[:, part] for g in gradients])
             cam += mean_a.mul_(mean_g).sum(dim=1)
         return F.relu(cam / count.view(-1, 1, 1) ** 2)
+
+    def choices(self) -> dict[str, str]:
+        chosen = super().choices()
+        if self._sizes:
+            (low, _), (high, _) = self._sizes[0], self._sizes[-1]
+            chosen["sizes"] = f"{low}..{high} px, {len(self._sizes)} sizes (model run {resizing(self.model)})"
+        return chosen
 
     def settings(self) -> dict[str, Any]:
         return {

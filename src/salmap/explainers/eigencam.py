@@ -8,12 +8,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from salmap.layers import LayerSpec, layer_activations
+from salmap.layers import LayerSpec, Reshape
 from salmap.registry import Option, register
 from salmap.targets import Target
 
 from .base import LayerExplainer
-from .layer_maps import feature_map, upsampled
+from .layer_maps import upsampled
 
 
 def first_component(activations: torch.Tensor, center: bool = False) -> torch.Tensor:
@@ -52,16 +52,21 @@ class EigenCAM(LayerExplainer):
     floor = "forward"
 
     def __init__(
-        self, model: nn.Module, layer: LayerSpec = None, center: bool = False, output_key: str | None = None
+        self,
+        model: nn.Module,
+        layer: LayerSpec = None,
+        center: bool = False,
+        output_key: str | None = None,
+        reshape: Reshape | None = None,
     ) -> None:
-        super().__init__(model, layer, output_key)
+        super().__init__(model, layer, output_key, reshape)
         self.center = center
 
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
-        activations, output = layer_activations(self.model, self.layer(x), x)
+        activations, output = self.activations(x)
         if target.kind != "score":
             target.resolve(self.read_logits(output))
-        return upsampled(first_component(feature_map(activations).float(), self.center), x.shape[-2:])
+        return upsampled(first_component(activations.float(), self.center), x.shape[-2:])
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "center": self.center}

@@ -5,12 +5,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from salmap.layers import layer_activations_and_gradients
 from salmap.registry import register
 from salmap.targets import Target
 
 from .base import LayerExplainer
-from .layer_maps import channel_sum, feature_map, upsampled
+from .layer_maps import channel_sum, upsampled
 
 
 @register("gradcam_plus_plus", "cam")
@@ -25,10 +24,7 @@ class GradCAMPlusPlus(LayerExplainer):
     """
 
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
-        activations, gradients, _ = layer_activations_and_gradients(
-            self.model, self.layer(x), x, self.score(target)
-        )
-        activations = feature_map(activations)
+        activations, gradients, _ = self.activations_and_gradients(x, self.score(target))
         squared = gradients.pow(2)
         denominator = 2 * squared + activations.sum(dim=(2, 3), keepdim=True) * squared * gradients
         alpha = torch.where(denominator != 0, squared / denominator, 0.0)

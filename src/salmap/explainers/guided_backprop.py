@@ -78,6 +78,10 @@ class GuidedRectifiers(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
+def _rectifying_hardtanh(_x: torch.Tensor, min_val: float = -1.0, *_: Any, **__: Any) -> bool:
+    return min_val == 0.0
+
+
 def _is_rectifier(module: nn.Module) -> bool:
     return isinstance(module, nn.ReLU) or (isinstance(module, nn.Hardtanh) and module.min_val == 0.0)
 
@@ -92,7 +96,9 @@ class _FunctionalRectifierProbe(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if self.depth == 0 and func in GuidedRectifiers.REPLACEMENTS:
-            self.found = True
+            self.found |= func not in (F.hardtanh, F.hardtanh_) or _rectifying_hardtanh(
+                *args, **(kwargs or {})
+            )
         return func(*args, **(kwargs or {}))
 
     def enter_module(self, *_: Any) -> None:
@@ -139,18 +145,30 @@ class GuidedBackprop(Explainer):
     """Guided backpropagation: max over colour channels of |guided gradient| (Springenberg 2014).
 
     The gradient of the class score where every ReLU passes back only positive gradients at
-    positive inputs.
+    positive inputs. A model without any ReLU (GELU or SiLU networks: ViT, ConvNeXt,
+    EfficientNet-B0) is refused: the guided rule is defined for rectifiers only, and there it would
+    be the plain gradient under another name.
     """
 
     def __init__(self, model: nn.Module, output_key: str | None = None) -> None:
         super().__init__(model, output_key)
         self.functional_rectifiers: bool | None = None
 
-    def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+    def check(self, x: torch.Tensor) -> None:
         if isinstance(self.model, torch.jit.ScriptModule):
             raise SalmapError("guided backprop cannot reach the ReLUs inside a TorchScript model")
         if self.functional_rectifiers is None:
-            self.functional_rectifiers = has_functional_rectifiers(self.model, x[:1])
+            functional = has_functional_rectifiers(self.model, x[:1])
+            if not functional and not any(_is_rectifier(module) for module in self.model.modules()):
+                raise SalmapError(
+                    f"guided backprop changes the backward pass of ReLUs, and {type(self.model).__name__} "
+                    "has none (no nn.ReLU, ReLU6 or F.relu: its activations are GELU, SiLU or the like), "
+                    "so it would be the plain gradient: use gradient"
+                )
+            self.functional_rectifiers = functional
+
+    def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        self.check(x)
         with GuidedRectifiers() if self.functional_rectifiers else guided_rectifier_modules(self.model):
             grad = input_gradient(self.model, x, self.score(target))
         return grad.abs().amax(dim=1)

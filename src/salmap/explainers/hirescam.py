@@ -6,12 +6,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from salmap.layers import layer_activations_and_gradients
 from salmap.registry import register
 from salmap.targets import Target
 
 from .base import LayerExplainer
-from .layer_maps import feature_map, upsampled
+from .layer_maps import upsampled
 
 
 @register("hirescam", "cam")
@@ -26,8 +25,5 @@ class HiResCAM(LayerExplainer):
     """
 
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
-        activations, gradients, _ = layer_activations_and_gradients(
-            self.model, self.layer(x), x, self.score(target)
-        )
-        activations = feature_map(activations)
+        activations, gradients, _ = self.activations_and_gradients(x, self.score(target))
         return upsampled(F.relu((gradients * activations).sum(dim=1)), x.shape[-2:])

@@ -6,18 +6,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from salmap.errors import SalmapError
-
-
-def feature_map(activations: torch.Tensor) -> torch.Tensor:
-    """`activations`, checked to be a feature map `(B, K, h, w)`."""
-    if activations.dim() != 4:
-        raise SalmapError(
-            f"the target layer gives activations of shape {tuple(activations.shape)}, not a feature map "
-            "(B, channels, h, w); choose a convolutional layer with --layer"
-        )
-    return activations
-
 
 def channel_sum(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
     """sum_k w_k A_k: `(B, h, w)` from channel weights `(B, K)` and activations `(B, K, h, w)`."""

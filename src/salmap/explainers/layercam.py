@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from salmap.layers import LayerSpec, layer_activations_and_gradients, resolve_layer
+from salmap.layers import LayerSpec, Reshape, layer_activations_and_gradients, resolve_layer
 from salmap.registry import Option, register
 from salmap.targets import Target
 
 from .base import LayerExplainer
-from .layer_maps import feature_map, upsampled
+from .layer_maps import upsampled
 
 # gamma of the paper's Eq. 9, which scales each layer's map before fusion
 FUSION_GAMMA = 2.0
@@ -49,8 +49,9 @@ class LayerCAM(LayerExplainer):
         layer: LayerSpec = None,
         fuse: str | Sequence[str | nn.Module] | None = None,
         output_key: str | None = None,
+        reshape: Reshape | None = None,
     ) -> None:
-        super().__init__(model, layer, output_key)
+        super().__init__(model, layer, output_key, reshape)
         layers = fuse.split(",") if isinstance(fuse, str) else list(fuse or [])
         self.fuse = [
             resolve_layer(self.model, item.strip() if isinstance(item, str) else item, None)[0]
@@ -61,14 +62,17 @@ class LayerCAM(LayerExplainer):
     def floor_passes(self, x: torch.Tensor) -> list[tuple[int, int]]:
         return [(x.shape[-2], x.shape[-1])] * (1 + len(self.fuse))
 
-    def layer_map(self, module: nn.Module, x: torch.Tensor, target: Target) -> torch.Tensor:
-        """The map of one layer at the input size."""
-        activations, gradients, _ = layer_activations_and_gradients(self.model, module, x, self.score(target))
-        activations = feature_map(activations)
+    def layer_map(
+        self, module: nn.Module, x: torch.Tensor, target: Target, reshape: Reshape | None = None
+    ) -> torch.Tensor:
+        """The map of one layer at the input size, its output read by `reshape` or automatically."""
+        activations, gradients, _ = layer_activations_and_gradients(
+            self.model, module, x, self.score(target), reshape
+        )
         return upsampled(F.relu((F.relu(gradients) * activations).sum(dim=1)), x.shape[-2:])
 
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
-        cam = self.layer_map(self.layer(x), x, target)
+        cam = self.layer_map(self.layer(x), x, target, self.reshape)
         if not self.fuse:
             return cam
         maps = [cam] + [

@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from salmap.layers import LayerSpec, layer_activations
+from salmap.layers import LayerSpec, Reshape
 from salmap.registry import register
 from salmap.targets import Target
 
 from .base import LayerExplainer
-from .layer_maps import channel_sum, feature_map, upsampled
+from .layer_maps import channel_sum, upsampled
 from .perturbation import check_batch_size, perturbed_scores
 
 
@@ -56,20 +56,20 @@ class ScoreCAM(LayerExplainer):
         layer: LayerSpec = None,
         batch_size: int | None = None,
         output_key: str | None = None,
+        reshape: Reshape | None = None,
     ) -> None:
-        super().__init__(model, layer, output_key)
+        super().__init__(model, layer, output_key, reshape)
         self.batch_size = check_batch_size(batch_size)
         self.channels: int | None = None
 
     def floor_passes(self, x: torch.Tensor) -> list[tuple[int, int]]:
         if self.channels is None:
-            self.channels = layer_activations(self.model, self.layer(x), x[:1])[0].shape[1]
+            self.channels = self.activations(x[:1])[0].shape[1]
         return [(x.shape[-2], x.shape[-1])] * (1 + self.channels)
 
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         size = (x.shape[-2], x.shape[-1])
-        activations, output = layer_activations(self.model, self.layer(x), x)
-        activations = feature_map(activations)
+        activations, output = self.activations(x)
         if target.kind != "score":
             target.resolve(self.read_logits(output))
         self.channels = activations.shape[1]

@@ -68,6 +68,7 @@ class SmoothGrad(Explainer):
         layer: Any = None,
         output_key: str | None = None,
         checkpoint: Any = None,
+        reshape: Any = None,
         **settings: Any,
     ) -> SmoothGrad:
         return cls(Gradient(model, output_key=output_key), **settings)
@@ -114,6 +115,9 @@ class SmoothGrad(Explainer):
             "batch_size": self.batch_size,
             "seed": self.seed,
         }
+
+    def check(self, x: torch.Tensor) -> None:
+        self.base.check(x)
 
     def choices(self) -> dict[str, str]:
         return self.base.choices()

@@ -5,12 +5,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from salmap.layers import layer_activations_and_gradients
 from salmap.registry import register
 from salmap.targets import Target
 
 from .base import LayerExplainer
-from .layer_maps import channel_sum, feature_map, upsampled
+from .layer_maps import channel_sum, upsampled
 
 
 @register("xgradcam", "cam")
@@ -24,10 +23,7 @@ class XGradCAM(LayerExplainer):
     """
 
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
-        activations, gradients, _ = layer_activations_and_gradients(
-            self.model, self.layer(x), x, self.score(target)
-        )
-        activations = feature_map(activations)
+        activations, gradients, _ = self.activations_and_gradients(x, self.score(target))
         totals = activations.sum(dim=(2, 3))
         weighted = (activations * gradients).sum(dim=(2, 3))
         weights = torch.where(totals != 0, weighted / totals, 0.0)

@@ -24,6 +24,7 @@ from .localization import (
     localization_error,
     max_box_accuracy,
     official_metric_error,
+    two_fold_box_accuracy,
 )
 from .pixel import covers_all, object_coverage, pixel_auroc
 from .pointing import map_peaks, pointing_accuracy, pointing_hits
@@ -32,7 +33,6 @@ from .sanity import (
     SanityResult,
     cascading_randomization,
     default_blocks,
-    plot_sanity,
     reinitialize,
     ssim,
 )
@@ -79,7 +79,6 @@ __all__ = [
     "object_coverage",
     "official_metric_error",
     "pixel_auroc",
-    "plot_sanity",
     "pointing_accuracy",
     "pointing_hits",
     "random_masks_like",
@@ -87,4 +86,5 @@ __all__ = [
     "spearman",
     "ssim",
     "summarize_mask_statistics",
+    "two_fold_box_accuracy",
 ]

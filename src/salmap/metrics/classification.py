@@ -19,9 +19,8 @@ from salmap.masks import (
     inpaint_masked_out,
     masked_in,
     masked_out,
-    to_normalized,
-    to_pixels,
 )
+from salmap.models.transforms import to_normalized, to_pixels
 from salmap.targets import logits_of
 
 VARIANTS = ("masked_in", "masked_out", "inpainted")

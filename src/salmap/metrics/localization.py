@@ -172,3 +172,15 @@ def held_out_box_accuracy(
     chosen = max_box_accuracy(hits, thresholds).threshold
     scored = box_accuracy_sweep(maps, ground_truth, torch.tensor([chosen]), iou_threshold)
     return chosen, scored[:, 0]
+
+
+def two_fold_box_accuracy(hits: torch.Tensor) -> float:
+    """BoxAcc with the threshold chosen on held-out images (Choe 2020), from `box_accuracy_sweep`
+    hits `(B, T)`: each half of the images is scored at the threshold of the MaxBoxAcc of the
+    other half; NaN for fewer than two images. Higher is better."""
+    if hits.shape[0] < 2:
+        return float("nan")
+    half = hits.shape[0] // 2
+    folds = [(hits[:half], hits[half:]), (hits[half:], hits[:half])]
+    scored = [test[:, int(max_box_accuracy(choose).curve.argmax())] for choose, test in folds]
+    return float(torch.cat(scored).mean())

@@ -173,7 +173,7 @@ def _wrap(
     class_names: list[str],
     interpolation: str,
 ) -> LoadedModel:
-    from salmap.layers import find_last_spatial_layer
+    from salmap.layers import find_target_layer
 
     model.eval()
     probe = torch.zeros(1, 3, *crop)
@@ -183,9 +183,7 @@ def _wrap(
         preprocess=classifier_transform(resize, crop, mean, std, interpolation),
         input_size=crop,
         class_names=class_names,
-        target_layer=None
-        if isinstance(model, torch.jit.ScriptModule)
-        else find_last_spatial_layer(model, probe),
+        target_layer=None if isinstance(model, torch.jit.ScriptModule) else find_target_layer(model, probe),
         mean=mean,
         std=std,
         resize=resize,
@@ -226,9 +224,42 @@ def _state_dict_model(path: Path, arch: str) -> nn.Module:
     return model
 
 
+def _architecture_preprocessing(
+    arch: str | None, model: nn.Module
+) -> tuple[int, tuple[int, int], tuple[float, ...], tuple[float, ...], str]:
+    """Resize, crop, mean, std and interpolation for `arch`: timm's pretrained configuration
+    (`model.pretrained_cfg`), torchvision's default weights' transforms, else ImageNet's 256/224."""
+    config = getattr(model, "pretrained_cfg", None)
+    if arch is not None and isinstance(config, dict) and "input_size" in config:
+        size = tuple(config["input_size"][-2:])
+        return (
+            int(size[0] / config.get("crop_pct", 0.875)),
+            size,
+            tuple(config.get("mean", IMAGENET_MEAN)),
+            tuple(config.get("std", IMAGENET_STD)),
+            config.get("interpolation", "bilinear"),
+        )
+    if arch is not None and arch in torchvision_names():
+        try:
+            transform = torchvision.models.get_model_weights(arch).DEFAULT.transforms()
+        except (ValueError, AttributeError, KeyError):
+            transform = None
+        if transform is not None:
+            crop = int(transform.crop_size[0])
+            return (
+                int(transform.resize_size[0]),
+                (crop, crop),
+                tuple(transform.mean),
+                tuple(transform.std),
+                transform.interpolation.value,
+            )
+    return 256, (224, 224), IMAGENET_MEAN, IMAGENET_STD, "bilinear"
+
+
 def load_checkpoint(path: Path, arch: str | None) -> LoadedModel:
     """A user's classifier: a TorchScript file, or a state dict for the architecture `arch`
-    (read with `weights_only=True`: no code runs from the file). ImageNet preprocessing."""
+    (read with `weights_only=True`: no code runs from the file). The architecture's own
+    preprocessing (see `_architecture_preprocessing`); ImageNet's for TorchScript files."""
     from salmap.targets import logits_of
 
     if not path.is_file():
@@ -242,8 +273,7 @@ def load_checkpoint(path: Path, arch: str | None) -> LoadedModel:
             raise SalmapError(
                 f"{path} is not a TorchScript file; for a state dict, name its architecture with --arch"
             ) from None
+    resize, crop, mean, std, interpolation = _architecture_preprocessing(arch, model)
     with torch.no_grad():
-        count = logits_of(model.eval()(torch.zeros(1, 3, 224, 224))).shape[-1]
-    return _wrap(
-        path.stem, model, 256, (224, 224), IMAGENET_MEAN, IMAGENET_STD, class_names_for(count), "bilinear"
-    )
+        count = logits_of(model.eval()(torch.zeros(1, 3, *crop))).shape[-1]
+    return _wrap(path.stem, model, resize, crop, mean, std, class_names_for(count), interpolation)

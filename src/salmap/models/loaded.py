@@ -15,9 +15,10 @@ class LoadedModel:
     """A classifier in eval mode plus its preprocessing, class names and default target layer.
 
     `preprocess` turns a PIL image into the normalised `(C, H, W)` float tensor the model expects;
-    `target_layer` is the dotted module name that CAM-style methods use by default (None for
-    TorchScript models, which take no hooks); `resize` is the shorter side an image is resized
-    to before the centre crop to `input_size` (None: the image is resized straight to it).
+    `target_layer` is the dotted module name that CAM-style methods find automatically
+    (`salmap.layers.find_target_layer`; None for TorchScript models, which take no hooks);
+    `resize` is the shorter side an image is resized to before the centre crop to `input_size`
+    (None: the image is resized straight to it).
     """
 
     name: str
@@ -51,6 +52,6 @@ class LoadedModel:
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Undo the normalisation: `(B, C, H, W)` back to [0, 1] pixel values."""
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        return (x * std + mean).clamp(0, 1)
+        from salmap.models.transforms import to_pixels
+
+        return to_pixels(x, self.mean, self.std)
