@@ -32,6 +32,7 @@ def test_integrated_gradients_of_a_linear_model_from_zero_is_input_times_weight(
     torch.testing.assert_close(attributions, x * weights)
     signed = IntegratedGradients(model, steps=7, rule=rule, polarity="signed")(x, targets, normalize=False)
     torch.testing.assert_close(signed, (x * weights).sum(dim=1))
+    torch.testing.assert_close(explainer.signed_maps(x, targets), (x * weights).sum(dim=1))
     assert float(explainer.completeness.max()) < 1e-4
 
 

@@ -187,6 +187,10 @@ class IntegratedGradients(Explainer):
             return attributions.abs().sum(dim=1)
         return attributions.sum(dim=1)
 
+    def explain_signed(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        """The signed attributions summed over colour channels, whatever the map's polarity."""
+        return self.attributions(x, target).sum(dim=1)
+
     def settings(self) -> dict[str, Any]:
         return {
             "steps": self.steps,
