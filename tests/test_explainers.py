@@ -11,7 +11,24 @@ import torch.nn.functional as F
 from conftest import TinyGapNet
 from torch import nn
 
-from salmap import CAM, CAMERAS, GradCAM, Gradient, GuidedBackprop, SalmapError, SmoothGrad
+from salmap import (
+    CAM,
+    CAMERAS,
+    RISE,
+    EigenCAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    Gradient,
+    GuidedBackprop,
+    HiResCAM,
+    IntegratedGradients,
+    LayerCAM,
+    Occlusion,
+    SalmapError,
+    ScoreCAM,
+    SmoothGrad,
+    XGradCAM,
+)
 from salmap.explainers.guided_backprop import GuidedRectifiers
 from salmap.layers import layer_activations_and_gradients
 
@@ -24,7 +41,37 @@ def all_methods(model: nn.Module) -> dict[str, object]:
         "cam": CAM(model),
         "gradcam": GradCAM(model),
         "cameras": CAMERAS(model, steps=3, step_size=8),
+        "integrated_gradients": IntegratedGradients(model, steps=8, batch_size=8),
+        "occlusion": Occlusion(model, window=5, stride=3, batch_size=16),
+        "rise": RISE(model, n=40, batch_size=32),
+        "gradcam_plus_plus": GradCAMPlusPlus(model),
+        "hirescam": HiResCAM(model),
+        "xgradcam": XGradCAM(model),
+        "layercam": LayerCAM(model, fuse=[next(m for m in model.modules() if isinstance(m, nn.Conv2d))]),
+        "scorecam": ScoreCAM(model, batch_size=16),
+        "eigencam": EigenCAM(model),
     }
+
+
+METHODS = [
+    "gradient",
+    "guided_backprop",
+    "smoothgrad",
+    "cam",
+    "gradcam",
+    "cameras",
+    "integrated_gradients",
+    "occlusion",
+    "rise",
+    "gradcam_plus_plus",
+    "hirescam",
+    "xgradcam",
+    "layercam",
+    "scorecam",
+    "eigencam",
+]
+# every method that reads no GAP + linear structure (CAM does)
+ANY_MODEL = [method for method in METHODS if method != "cam"]
 
 
 def test_gradient_of_linear_model_is_abs_weight_max_over_channels() -> None:
@@ -37,7 +84,7 @@ def test_gradient_of_linear_model_is_abs_weight_max_over_channels() -> None:
     torch.testing.assert_close(maps, expected)
 
 
-@pytest.mark.parametrize("method", ["gradient", "guided_backprop", "smoothgrad", "cam", "gradcam", "cameras"])
+@pytest.mark.parametrize("method", METHODS)
 def test_batch_equals_one_by_one(method: str, tiny_net: TinyGapNet, images: torch.Tensor) -> None:
     explainer = all_methods(tiny_net)[method]
     batch = explainer(images, normalize=False)
@@ -50,7 +97,7 @@ def test_batch_equals_one_by_one(method: str, tiny_net: TinyGapNet, images: torc
     torch.testing.assert_close(batch, single, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("method", ["gradient", "guided_backprop", "smoothgrad", "cam", "gradcam", "cameras"])
+@pytest.mark.parametrize("method", METHODS)
 def test_maps_are_normalised_per_image(method: str, tiny_net: TinyGapNet, images: torch.Tensor) -> None:
     maps = all_methods(tiny_net)[method](images, target=2)
     assert maps.shape == (4, 16, 16)
@@ -261,14 +308,14 @@ class FrozenWrapper(nn.Module):
 
 
 @pytest.mark.parametrize("kind", ["tuple", "dict", "object"])
-@pytest.mark.parametrize("method", ["gradient", "guided_backprop", "smoothgrad", "cam", "gradcam", "cameras"])
+@pytest.mark.parametrize("method", METHODS)
 def test_models_returning_tuple_dict_or_object(kind: str, method: str, tiny_net, images) -> None:
     wrapped = FrozenWrapper(tiny_net, kind).eval()
     expected = all_methods(tiny_net)[method](images)
     torch.testing.assert_close(all_methods(wrapped)[method](images), expected)
 
 
-@pytest.mark.parametrize("method", ["gradient", "guided_backprop", "smoothgrad", "gradcam", "cameras"])
+@pytest.mark.parametrize("method", ANY_MODEL)
 def test_frozen_weights_and_no_grad_or_inference_mode_callers(method: str, tiny_net, images) -> None:
     expected = all_methods(tiny_net)[method](images)
     for parameter in tiny_net.parameters():
@@ -363,7 +410,7 @@ def test_cam_maps_are_ordinary_tensors(tiny_net, images) -> None:
     raw.div_(2)
 
 
-@pytest.mark.parametrize("method", ["gradient", "guided_backprop", "smoothgrad", "cam", "gradcam", "cameras"])
+@pytest.mark.parametrize("method", METHODS)
 def test_with_prediction_gives_the_maps_and_the_logits_of_the_methods_own_forward(method, tiny_net, images):
     explainer = all_methods(tiny_net)[method]
     expected_logits = tiny_net(images)

@@ -55,3 +55,11 @@ def test_each_registered_class_carries_its_name_and_description() -> None:
     for name, method in methods().items():
         assert method.cls.name == name
         assert method.description and "\\n" not in method.description
+
+
+def test_boolean_settings_read_true_and_false() -> None:
+    for text, value in (("true", True), ("no", False), ("0", False), ("On", True)):
+        args = build_parser().parse_args(["explain", "x.png", "--eigencam-center", text])
+        assert method_settings(args)["eigencam"]["center"] is value
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["explain", "x.png", "--eigencam-center", "maybe"])

@@ -6,7 +6,7 @@ evaluation, the speed benchmark and the attack all read this registry."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 # the modules whose classes register methods, imported on first use of the registry
 PROVIDERS = ("salmap.explainers", "salmap.casm")
+# the (mean, std) per channel that a model's inputs were normalised with
+Normalization = tuple[Sequence[float], Sequence[float]]
 # how methods are grouped and listed: gradients of the input, perturbations of it, maps made from a
 # layer's activations (the CAM family), and trained mappers
 FAMILIES = ("gradient", "perturbation", "cam", "mapper")
@@ -66,13 +68,18 @@ class Method:
         output_key: str | None = None,
         checkpoint: str | Path | None = None,
         reshape: Callable[[Any], Any] | None = None,
+        normalization: Normalization | None = None,
         **settings: Any,
     ) -> Explainer:
-        """The method's explainer for `model` with `settings` (a subset of its options)."""
+        """The method's explainer for `model` with `settings` (a subset of its options);
+        `normalization`, the (mean, std) of the model's inputs, reaches the methods that read it
+        (`uses_normalization`, such as a black baseline)."""
         unknown = sorted(set(settings) - {option.name for option in self.options})
         if unknown:
             known = ", ".join(option.name for option in self.options) or "none"
             raise SalmapError(f"{self.name} has no setting {', '.join(unknown)} (settings: {known})")
+        if normalization is not None and getattr(self.cls, "uses_normalization", False):
+            settings["normalization"] = normalization
         return self.cls.build(
             model, layer=layer, output_key=output_key, checkpoint=checkpoint, reshape=reshape, **settings
         )
@@ -139,14 +146,21 @@ def make_explainer(
     output_key: str | None = None,
     checkpoint: str | Path | None = None,
     reshape: Callable[[Any], Any] | None = None,
+    normalization: Normalization | None = None,
     **settings: Any,
 ) -> Explainer:
     """The explainer of the method `name` for `model`: `layer` and `reshape` (the layer's output
     as feature maps, see `salmap.layers`) for the layer methods, `checkpoint` for the trained
-    mappers (which carry their own classifier), `settings` among the method's options (see
-    `salmap methods`)."""
+    mappers (which carry their own classifier), `normalization` (mean, std) for the methods that
+    read it, `settings` among the method's options (see `salmap methods`)."""
     return method(name).build(
-        model, layer=layer, output_key=output_key, checkpoint=checkpoint, reshape=reshape, **settings
+        model,
+        layer=layer,
+        output_key=output_key,
+        checkpoint=checkpoint,
+        reshape=reshape,
+        normalization=normalization,
+        **settings,
     )
 
 

@@ -101,7 +101,7 @@ def add_method_settings(parser: argparse.ArgumentParser, speed: bool = False) ->
                 group.add_argument(
                     option.alias,
                     dest=_dest(method.name, option.name),
-                    type=option.type,
+                    type=_parse_bool if option.type is bool else option.type,
                     help=argparse.SUPPRESS,
                 )
 
@@ -165,6 +165,7 @@ def explainer_factory(
             layer=args.layer,
             output_key=args.output_key,
             checkpoint=checkpoints.get(name),
+            normalization=(loaded.mean, loaded.std),
             **settings.get(name, {}),
         )
 

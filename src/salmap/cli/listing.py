@@ -17,12 +17,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def list_methods(_args: argparse.Namespace) -> int:
     """One line per method (trained mappers marked), then its settings and their options."""
-    for name, method in methods().items():
+    listed = methods()
+    width = max(len(name) for name in listed)
+    for name, method in listed.items():
         trained = " [trained: needs --checkpoint]" if method.trained else ""
-        print(f"{name:<16} {method.description}{trained}")
+        print(f"{name:<{width}} {method.description}{trained}")
         for option in method.options:
             default = "" if option.default is None else f" (default: {option.default})"
-            print(f"{'':<16}   {option.flag(name)}: {option.help}{default}")
+            print(f"{'':<{width}}   {option.flag(name)}: {option.help}{default}")
     return 0
 
 
