@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -11,13 +12,15 @@ import torch
 from salmap import distributed
 from salmap.errors import SalmapError
 from salmap.evaluation import evaluate, parse_source, write_outputs
-from salmap.io import refuse_existing, write_text
+from salmap.evaluation.store import BatchStore
+from salmap.io import check_output_folder, refuse_existing, write_text
 from salmap.models import load
-from salmap.registry import parse_methods
+from salmap.registry import method, parse_methods
 
 from .common import (
     add_explainer_arguments,
     add_model_arguments,
+    check_cost,
     check_device,
     explainer_factory,
     prepare_explainers,
@@ -36,6 +39,12 @@ def _add_common(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--sanity-images", type=int, default=4, help="images for the sanity check (0: skip)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated digits (default: 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with the stopped evaluation in --out: its finished batches (OUT/batches/) are "
+        "read back, the rest computed",
+    )
     add_explainer_arguments(parser)
 
 
@@ -63,8 +72,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     bench.set_defaults(run=run_benchmark, limit=200)
 
 
-def _check_outputs(folders: list[Path], overwrite: bool) -> None:
-    refuse_existing([folder / name for folder in folders for name in OUTPUTS], overwrite)
+def _check_outputs(folders: list[Path], overwrite: bool, resume: bool) -> None:
+    if overwrite and resume:
+        raise SalmapError("--resume keeps the finished batches and --overwrite replaces them: choose one")
+    for folder in folders:
+        check_output_folder(folder)
+        if BatchStore(folder).exists() and not (overwrite or resume):
+            raise SalmapError(
+                f"{folder} holds a stopped or finished evaluation: pass --resume to go on with it "
+                "or --overwrite to start again"
+            )
+    if not resume:
+        refuse_existing([folder / name for folder in folders for name in OUTPUTS], overwrite)
 
 
 def _evaluate_one(
@@ -76,7 +95,13 @@ def _evaluate_one(
     loaded = load(model_name, arch=getattr(args, "arch", None), device=str(device))
     methods = parse_methods(args.method, trained=args.checkpoint is not None or loaded.name == "digits_cnn")
     build = explainer_factory(args, loaded, methods)
+    check_cost(
+        {name: build(name, loaded.model) for name in methods if not method(name).trained}, loaded, args.force
+    )
     source = parse_source(data, loaded, args.limit, seed=args.seed)
+    if distributed.rank() == 0:
+        for path, reason in source.skipped:
+            print(f"salmap: skipped {path}: {reason}", file=sys.stderr)
     explainers = {name: build(name, loaded.model) for name in methods}
     prepared, choices = prepare_explainers(explainers, loaded, leave_out_refused=args.method.strip() == "all")
     show(choices)
@@ -89,6 +114,8 @@ def _evaluate_one(
         source,
         batch_size=args.batch_size,
         sanity_images=args.sanity_images,
+        store=BatchStore(out),
+        resume=args.resume,
     )
     if evaluation is None:
         return None
@@ -99,7 +126,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     model = args.model or ("digits_cnn" if args.data.startswith("digits") else "efficientnet_lite0")
     with distributed.session(check_device(args.device)) as device:
-        distributed.checked(lambda: _check_outputs([out], args.overwrite))
+        distributed.checked(lambda: _check_outputs([out], args.overwrite, args.resume))
         written = _evaluate_one(args, args.data, model, out, device)
     if written is None:
         return 0
@@ -112,7 +139,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     out = Path(args.out)
     folders = [out / variant for variant in BENCHMARK_VARIANTS]
     with distributed.session(check_device(args.device)) as device:
-        distributed.checked(lambda: _check_outputs(folders, args.overwrite))
+        distributed.checked(lambda: _check_outputs(folders, args.overwrite, args.resume))
         written = [
             _evaluate_one(args, f"digits:{variant}", "digits_cnn", folder, device)
             for variant, folder in zip(BENCHMARK_VARIANTS, folders, strict=True)

@@ -26,6 +26,7 @@ to use ImageNet-1k indices for a subset of classes, or a mapping of your own.
 
 from __future__ import annotations
 
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -160,6 +161,38 @@ class ImageNetFolder(Dataset):
                     return option
         return None
 
+    def crop_boxes(self, image_path: Path, wnid: str, size: tuple[int, int]) -> torch.Tensor:
+        """The boxes of `wnid` in an image of `size` (width, height), in crop pixels (empty
+        ones dropped); none without a box file."""
+        boxes = np.zeros((0, 4), dtype=np.float32)
+        xml = self.box_file(image_path, wnid)
+        if xml is not None:
+            boxes, xml_size = read_boxes(xml, wnid)
+            if xml_size is not None and xml_size != size:
+                boxes = boxes * np.array([size[0] / xml_size[0], size[1] / xml_size[1]] * 2)
+        boxes = transform_boxes(boxes, size, self.resize, self.crop)
+        return boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+
+    def problem(self, index: int) -> str | None:
+        """Why image `index` cannot be used for localisation, or None: its image or box file
+        cannot be read, or no box of its class lies inside the centre crop (reads the image's
+        header and the box file only)."""
+        path, wnid = self.samples[index]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as opened:
+                    size = opened.size
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
+            return f"cannot read the image ({type(error).__name__})"
+        try:
+            boxes = self.crop_boxes(path, wnid, size)
+        except SalmapError as error:
+            return str(error)
+        if len(boxes) == 0:
+            return f"no box of {wnid} inside the centre crop"
+        return None
+
     def __len__(self) -> int:
         return len(self.samples)
 
@@ -171,14 +204,7 @@ class ImageNetFolder(Dataset):
         except (OSError, UnidentifiedImageError, ValueError) as error:
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise SalmapError(f"cannot read image {path}: {reason}") from None
-        boxes = np.zeros((0, 4), dtype=np.float32)
-        xml = self.box_file(path, wnid)
-        if xml is not None:
-            boxes, xml_size = read_boxes(xml, wnid)
-            if xml_size is not None and xml_size != image.size:
-                boxes = boxes * np.array([image.size[0] / xml_size[0], image.size[1] / xml_size[1]] * 2)
-        boxes = transform_boxes(boxes, image.size, self.resize, self.crop)
-        boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+        boxes = self.crop_boxes(path, wnid, image.size)
         pixels = np.asarray(transform_image(image, self.resize, self.crop), dtype=np.float32) / 255.0
         tensor = torch.from_numpy(pixels).permute(2, 0, 1)
         return {

@@ -79,6 +79,13 @@ def write_outputs(
         "threshold on the images it scores, an upper bound (Choe et al. 2020). Removed pixels (deletion, "
         f"masked images) take the value {evaluation.source.fill:.3f} in normalised space.",
     ]
+    skipped = evaluation.source.skipped
+    if skipped:
+        parts += [
+            "",
+            f"{len(skipped)} images left out (an unreadable image or box file, or no box inside the "
+            "centre crop), listed with the reason in `metrics.json`.",
+        ]
     for group, table in tables.items():
         parts += ["", f"## {GROUPS[group]}", "", table]
         if group == "classification":
@@ -93,6 +100,7 @@ def write_outputs(
         "data": evaluation.source.name,
         "model": evaluation.model_name,
         "images": len(evaluation.labels),
+        "skipped": [{"image": str(path), "reason": reason} for path, reason in skipped],
         "accuracy": accuracy,
         "seconds": seconds,
         "methods": summary,

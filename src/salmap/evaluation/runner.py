@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import nn
@@ -18,6 +18,9 @@ from salmap.registry import method
 
 from .accumulators import ACCUMULATORS, COLUMNS, Accumulator, MapsOfBatch
 from .sources import EvalBatch, EvalSource
+
+if TYPE_CHECKING:
+    from .store import BatchStore
 
 A = TypeVar("A", bound=Accumulator)
 
@@ -139,6 +142,8 @@ def evaluate(
     batch_size: int = 32,
     sanity_images: int = 4,
     progress: bool = True,
+    store: BatchStore | None = None,
+    resume: bool = False,
 ) -> Evaluation | None:
     """Explain every image of `source` with every method and accumulate every metric of
     `ACCUMULATORS`: LE / OM (three box rules), F1 / F1a, BoxAcc sweeps, pointing game, deletion /
@@ -149,12 +154,29 @@ def evaluate(
     the trained mappers, which carry their own classifier). Removed pixels (deletion, masked
     images) take the source's fill value.
 
+    With a `store` each batch's values are saved as it finishes; with `resume` the batches it
+    holds from a stopped run of the same evaluation are read back instead of computed.
+
     Under `torchrun` (a joined process group) rank r evaluates batches r, r + N, ...; rank 0
     gathers every batch's values and returns what one process would, the other ranks None."""
     explainers = {name: make_explainer(name, loaded.model) for name in methods}
     settings = _Settings(batch_size, sanity_images, source.fill)
+    if store is not None:
+        identity = {
+            "data": source.name,
+            "images": source.size,
+            "model": loaded.name,
+            "methods": {name: explainer.settings() for name, explainer in explainers.items()},
+            "batch_size": batch_size,
+            "sanity_images": sanity_images,
+            "seed": source.seed,
+        }
+        distributed.checked(lambda: store.start(identity, resume) if distributed.rank() == 0 else None)
     numbers = distributed.shard(-(-source.size // batch_size))
-    images = sum(min(batch_size, source.size - number * batch_size) for number in numbers)
+    saved = {number: store.load(number) for number in numbers} if store is not None and resume else {}
+    done = [part for part in saved.values() if part is not None]
+    todo = [number for number in numbers if saved.get(number) is None]
+    images = sum(min(batch_size, source.size - number * batch_size) for number in todo)
     bar = tqdm(
         total=images * len(explainers),
         desc="evaluating",
@@ -162,10 +184,11 @@ def evaluate(
         disable=not progress or distributed.rank() != 0,
     )
     try:
-        done = [
-            _evaluate_batch(number, batch, loaded, explainers, make_explainer, settings, bar)
-            for number, batch in zip(numbers, source.batches(batch_size, loaded, numbers), strict=True)
-        ]
+        for number, batch in zip(todo, source.batches(batch_size, loaded, todo), strict=True):
+            part = _evaluate_batch(number, batch, loaded, explainers, make_explainer, settings, bar)
+            if store is not None:
+                store.save(part)
+            done.append(part)
     finally:
         bar.close()
     gathered = distributed.gather(done)
