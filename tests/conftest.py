@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -64,3 +68,14 @@ def tiny_loaded(model: nn.Module) -> LoadedModel:
         mean=mean,
         std=std,
     )
+
+
+def unprivileged(command: list[str]) -> list[str]:
+    """`command` run without root's power to ignore file permissions: as it is for an ordinary
+    user; for root, as an ordinary user of a user namespace (unshare), or the test is skipped."""
+    if os.geteuid() != 0:
+        return command
+    wrapper = ["unshare", "--user", "--map-user=1000", "--map-group=1000"]
+    if shutil.which("unshare") is None or subprocess.run([*wrapper, "true"], check=False).returncode != 0:
+        pytest.skip("root here, and no user namespace to drop its rights")
+    return [*wrapper, *command]

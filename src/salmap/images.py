@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
+import unicodedata
+import warnings
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from salmap.errors import SalmapError
 from salmap.models.transforms import crop_geometry
@@ -34,35 +38,125 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Open an image file as 8-bit RGB (see `to_rgb`); a clear error when it cannot be read."""
+def pixel_limit() -> int | None:
+    """The largest image, in pixels, that is read without being asked for: Pillow's
+    `Image.MAX_IMAGE_PIXELS` (about 89 million by default; None: no limit), its guard against
+    decompression bombs."""
+    return Image.MAX_IMAGE_PIXELS
+
+
+def _too_large(path: Path, pixels: int | None, limit: int) -> SalmapError:
+    size = f"{pixels:,} pixels" if pixels is not None else "more pixels than twice the limit"
+    return SalmapError(
+        f"{path} has {size}, over the limit of {limit:,} (Pillow's guard against decompression "
+        f"bombs); to read it, pass --max-pixels {pixels or 2 * limit + 1} (max_pixels= in Python)"
+    )
+
+
+def load_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
+    """Open an image file as 8-bit RGB (see `to_rgb`); a clear error when it cannot be read.
+
+    Images of more than `max_pixels` pixels (default: `pixel_limit()`) are refused, except JPEGs,
+    which are decoded at 1/2, 1/4 or 1/8 of each side (Pillow's `draft`: the decoder never holds
+    the whole image) when that brings them under the limit; the image returned then has the
+    reduced size (a model sees a few hundred pixels of it anyway). A `max_pixels` above Pillow's
+    limit raises Pillow's limit to it."""
     path = Path(path)
     if not path.exists():
         raise SalmapError(f"no such file: {path}")
     if path.is_dir():
         raise SalmapError(f"{path} is a directory, not an image")
+    limit = pixel_limit() if max_pixels is None else max_pixels
+    if limit is not None and pixel_limit() is not None and limit > pixel_limit():
+        Image.MAX_IMAGE_PIXELS = limit
     try:
-        with Image.open(path) as image:
-            image.load()
-            return to_rgb(image)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with _open(path) as image:
+                pixels = image.width * image.height
+                if limit is not None and pixels > limit:
+                    _reduce_jpeg(image, limit, path)
+                image.load()
+                return to_rgb(image)
+    except SalmapError:
+        raise
+    except Image.DecompressionBombError as error:
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        raise _too_large(path, int(found.group(1)) if found else None, limit) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise SalmapError(f"cannot read {path} as an image ({type(error).__name__})") from None
 
 
-def find_images(paths: list[str | Path]) -> list[Path]:
-    """The image files named, and those with an image suffix inside named directories (sorted)."""
+def _reduce_jpeg(image: Image.Image, limit: int, path: Path) -> None:
+    """Set a JPEG to decode at the least reduction (1/2, 1/4 or 1/8 of each side) that brings it
+    under `limit` pixels (Pillow's `draft`); any other image over the limit is refused."""
+    pixels = image.width * image.height
+    for scale in (2, 4, 8):
+        if image.format == "JPEG" and (image.width // scale) * (image.height // scale) <= limit:
+            image.draft("RGB", (image.width // scale, image.height // scale))
+            return
+    raise _too_large(path, pixels, limit)
+
+
+def _open(path: Path) -> Image.Image:
+    """The image file opened (header only). A JPEG is opened by its own plugin, which leaves the
+    size check to `load_image` so that a huge one can still be decoded at a reduced size."""
+    with open(path, "rb") as handle:
+        signature = handle.read(3)
+    if signature == b"\xff\xd8\xff":
+        return JpegImagePlugin.JpegImageFile(path)
+    return Image.open(path)
+
+
+def output_name(stem: str) -> str:
+    """A file or folder name made from an image's stem that stays where it is put: path
+    separators, control characters and characters that Windows refuses become `_`, and so do
+    leading dots (`..`, `.` and hidden names); an empty name becomes `image`."""
+    cleaned = "".join(
+        "_" if char in '/\\:*?"<>|' or unicodedata.category(char).startswith("C") else char
+        for char in unicodedata.normalize("NFC", stem)
+    ).strip()
+    dots = len(cleaned) - len(cleaned.lstrip("."))
+    cleaned = "_" * dots + cleaned[dots:]
+    return cleaned.rstrip(". ") or "image"
+
+
+def scan_images(paths: list[str | Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The image files named, and those with an image suffix inside named directories (sorted),
+    with the folders inside them that could not be read and why. A named file or directory that
+    does not exist, or a named directory without images, is an error."""
     found: list[Path] = []
+    unreadable: list[tuple[Path, str]] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            inside = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not inside:
+
+            def refused(error: OSError, top: Path = path) -> None:
+                unreadable.append((Path(error.filename or top), f"cannot read the folder ({error.strerror})"))
+
+            inside = sorted(
+                Path(folder) / name
+                for folder, _, names in os.walk(path, onerror=refused)
+                for name in names
+                if Path(name).suffix.lower() in IMAGE_SUFFIXES and (Path(folder) / name).is_file()
+            )
+            if not inside and not unreadable:
                 raise SalmapError(f"no images in directory {path}")
             found += inside
         elif path.exists():
             found.append(path)
         else:
             raise SalmapError(f"no such file or directory: {path}")
+    return found, unreadable
+
+
+def find_images(paths: list[str | Path]) -> list[Path]:
+    """The image files named, and those with an image suffix inside named directories (sorted);
+    an error when a folder inside them cannot be read (see `scan_images`)."""
+    found, unreadable = scan_images(paths)
+    if unreadable:
+        folder, reason = unreadable[0]
+        raise SalmapError(f"{folder}: {reason}")
     return found
 
 

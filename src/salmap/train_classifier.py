@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from salmap.data.digits import DigitsSplit, build_split
 from salmap.errors import SalmapError
-from salmap.io import refuse_existing, write_atomically
+from salmap.io import check_output_file, refuse_existing, write_atomically
 from salmap.models.digits import DigitsCNN, digits_checkpoint
 
 
@@ -59,7 +59,7 @@ def train_digits_classifier(
     progress: bool = True,
 ) -> TrainResult:
     """Train `DigitsCNN` on the `single` train split and write the checkpoint to `out`."""
-    out = Path(out)
+    out = check_output_file(out)
     refuse_existing([out], overwrite)
     if min(epochs, samples_per_epoch, batch_size, val_samples, test_samples) < 1:
         raise SalmapError("epochs, sample counts and batch size must be positive")

@@ -8,6 +8,7 @@ containers are accepted, and a pickle payload that would build other objects is 
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +27,36 @@ def save(state: dict[str, Any], path: str | Path) -> Path:
 
 
 def load(path: str | Path, formats: tuple[str, ...] = (TRAINING_FORMAT, MAPPER_FORMAT)) -> dict[str, Any]:
-    """Read a checkpoint with `weights_only=True` onto the CPU and check its format tag."""
+    """Read a checkpoint with `weights_only=True` onto the CPU and check its format tag. A file
+    that holds other Python objects is refused, never loaded another way."""
     path = Path(path)
     if not path.is_file():
         raise SalmapError(f"no CASM checkpoint at {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SalmapError(f"refusing to load {path}: not a plain weights file ({reason})") from None
+    except pickle.UnpicklingError:
+        raise SalmapError(
+            f"refusing {path}: it is not a salmap checkpoint (it holds Python objects other than "
+            "tensors, which salmap never loads)"
+        ) from None
+    except Exception:
+        raise SalmapError(
+            f"refusing {path}: it is not a salmap checkpoint (unreadable: truncated or corrupt)"
+        ) from None
     if not isinstance(state, dict) or state.get("format") not in formats:
         raise SalmapError(f"{path} is not a salmap CASM checkpoint ({' or '.join(formats)})")
     return state
+
+
+def require(state: dict[str, Any], path: str | Path, keys: tuple[str, ...]) -> None:
+    """An error naming the file unless `state` holds every one of `keys`."""
+    missing = [key for key in keys if key not in state]
+    if missing:
+        raise SalmapError(f"{path} is not a complete salmap CASM checkpoint: it has no {', '.join(missing)}")
+
+
+def state_dict_problem(error: Exception) -> str:
+    """The first problem that `load_state_dict` reports, on one line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    found = next((line for line in lines if not line.startswith("Error(s) in loading")), None)
+    return (found or type(error).__name__).rstrip(".")

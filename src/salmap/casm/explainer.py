@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from salmap.errors import SalmapError
-from salmap.explainers.base import Explainer, Explanation, normalize_maps
+from salmap.explainers.base import Explainer, Explanation, normalize_maps, uncompiled
 from salmap.inputs import check_images
 from salmap.registry import register
 from salmap.targets import Target, TargetSpec, as_target
@@ -55,7 +55,26 @@ class CASM(Explainer):
         if checkpoint is None:
             raise SalmapError(f"{cls.name} needs a trained checkpoint: pass --checkpoint PATH")
         device = next(model.parameters(), torch.empty(0)).device
-        return cls.from_checkpoint(checkpoint, device)
+        explainer = cls.from_checkpoint(checkpoint, device)
+        explainer.check_matches(model)
+        return explainer
+
+    def check_matches(self, model: nn.Module) -> None:
+        """An error unless `model` has the architecture of the classifier the mapper was trained
+        with (same module type, same parameter names and shapes): the mapper reads that
+        classifier's features and inputs prepared for it."""
+        model = uncompiled(model)
+
+        def shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
+            return {key: tuple(value.shape) for key, value in module.state_dict().items()}
+
+        if type(model) is not type(self.model) or shapes(model) != shapes(self.model):
+            backbone = self.info.get("backbone", {})
+            raise SalmapError(
+                f"{self.info.get('checkpoint')} holds a mapper trained with a {backbone.get('arch')} "
+                f"classifier ({backbone.get('num_classes')} classes), not the {type(model).__name__} "
+                "being explained; use a checkpoint trained on this model (salmap train-casm --model ...)"
+            )
 
     @classmethod
     def shipped_checkpoint(cls) -> Path:
@@ -68,8 +87,14 @@ class CASM(Explainer):
         checkpoint that does not record its decoder layout predates the choice and used a ResNet's
         pre-pool stem and bilinear enlargement."""
         state = checkpoint.load(path)
+        checkpoint.require(state, path, ("backbone", "classifier", "mapper"))
         config = state.get("config", {})
-        classifier = build_backbone(state["backbone"])
+        try:
+            classifier = build_backbone(state["backbone"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise SalmapError(
+                f"{path} describes no known classifier ({type(error).__name__}: {error})"
+            ) from None
         decoder_stem = str(config.get("decoder_stem", "conv"))
         try:
             classifier.load_state_dict(state["classifier"])
@@ -80,12 +105,15 @@ class CASM(Explainer):
                 str(config.get("mask_upsample", "bilinear")),
             )
             mapper.load_state_dict(state["mapper"])
-        except (RuntimeError, KeyError) as error:
-            raise SalmapError(f"{path}: the weights do not fit the stored architecture ({error})") from None
+        except (RuntimeError, KeyError, TypeError, ValueError) as error:
+            raise SalmapError(
+                f"{path} does not fit its stored architecture: {checkpoint.state_dict_problem(error)}"
+            ) from None
         classifier.to(device).eval().requires_grad_(False)
         mapper.to(device).eval().requires_grad_(False)
         info = {
             "checkpoint": str(path),
+            "backbone": state["backbone"],
             "thinning": config.get("thinning"),
             "score": config.get("score"),
             "step": int(state.get("step", 0)),
@@ -116,7 +144,7 @@ class CASM(Explainer):
             return self.mapper(x, self.staged(x, features=True))
 
     def settings(self) -> dict[str, Any]:
-        return {key: value for key, value in self.info.items() if value is not None}
+        return {key: value for key, value in self.info.items() if value is not None and key != "backbone"}
 
 
 @register("baseline", "mapper")

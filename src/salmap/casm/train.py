@@ -49,8 +49,9 @@ from tqdm import tqdm
 
 from salmap import distributed
 from salmap.errors import SalmapError
-from salmap.io import write_json, write_text
+from salmap.io import remove_partials, write_json, write_text
 from salmap.models.transforms import IMAGENET_MEAN, IMAGENET_STD
+from salmap.workers import exit_with_parent, one_line_errors
 
 from . import checkpoint
 from .adapters import StagedClassifier, adapt, backbone_spec
@@ -553,18 +554,34 @@ class _MetricsLog:
                 handle.write(json.dumps(record) + "\n")
 
 
+def _one_line(loader: DataLoader) -> Any:
+    """The loader's batches; an error in a worker comes out as one line."""
+    with one_line_errors():
+        yield from loader
+
+
 def _start_or_resume(trainer: CASMTrainer, config: CASMConfig, out: Path, resume: bool, rank: int) -> None:
     """Load the run's checkpoint when resuming (refuse to start over an existing run otherwise),
     and on rank 0 write the configuration."""
     ckpt, log_path = out / "checkpoint.pt", out / "metrics.jsonl"
     if resume and ckpt.is_file():
         state = checkpoint.load(ckpt, (checkpoint.TRAINING_FORMAT,))
-        trainer.load_state_dict(state)
-        _set_rng_state(state["rng"])
+        try:
+            trainer.load_state_dict(state)
+            _set_rng_state(state["rng"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as error:
+            raise SalmapError(
+                f"{ckpt} does not fit this run: {checkpoint.state_dict_problem(error)}"
+            ) from None
         if rank == 0:
             _truncate_log(log_path, trainer.step_count)
     elif ckpt.is_file():
         raise SalmapError(f"{out} holds a run already: pass --resume to continue it, or another --out")
+    elif resume and not (out / "config.json").is_file():
+        raise SalmapError(f"nothing to resume in {out}: it holds no run; drop --resume to start one")
+    if resume and rank == 0:
+        for leftover in (ckpt, out / "casm.pt", out / "config.json"):
+            remove_partials(leftover)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", asdict(config))
@@ -611,8 +628,14 @@ def _run(
     )
     while trainer.step_count < schedule.total:
         epoch, batches = schedule.batches(trainer.step_count)
-        loader = DataLoader(dataset, batch_sampler=batches, num_workers=config.num_workers, collate_fn=_pairs)
-        for x, y in loader:
+        loader = DataLoader(
+            dataset,
+            batch_sampler=batches,
+            num_workers=config.num_workers,
+            collate_fn=_pairs,
+            worker_init_fn=exit_with_parent(),
+        )
+        for x, y in _one_line(loader):
             metrics = trainer.step(x.to(device), y.to(device))
             step = trainer.step_count
             bar.update(1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
@@ -18,10 +17,10 @@ from salmap.attack import (
 from salmap.errors import SalmapError
 from salmap.figures import save_attack_figure
 from salmap.images import find_images, load_image
-from salmap.io import refuse_existing, write_atomically, write_json
+from salmap.io import check_output_folder, refuse_existing, write_atomically, write_json
 from salmap.models import load
 
-from .common import add_model_arguments, check_device
+from .common import add_image_arguments, add_model_arguments, check_device
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -58,6 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random map (default: 0)")
     parser.add_argument("--out", default="salmap-attack", help="output directory (default: salmap-attack)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_image_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -76,13 +76,13 @@ def parse_attack_methods(spec: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     methods = parse_attack_methods(args.method)
-    out = Path(args.out)
+    out = check_output_folder(args.out)
     figure, numbers = out / "attack.png", out / "attack.json"
     refuse_existing([figure, numbers], args.overwrite)
     paths = find_images(args.inputs)
     loaded = load(args.model, arch=args.arch, device=check_device(args.device))
     device = next(loaded.model.parameters()).device
-    x = torch.stack([loaded.preprocess(load_image(p)) for p in paths]).to(device)
+    x = torch.stack([loaded.preprocess(load_image(p, args.max_pixels)) for p in paths]).to(device)
     settings = {
         "norm": args.norm,
         "eps": DEFAULT_EPS[args.norm] if args.eps is None else args.eps,

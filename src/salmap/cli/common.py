@@ -12,8 +12,10 @@ from PIL import Image
 from torch import nn
 
 from salmap import distributed
+from salmap.cost import FORCE_ABOVE, costs
 from salmap.errors import SalmapError
 from salmap.explainers import Explainer
+from salmap.images import pixel_limit
 from salmap.models import DEFAULT_MODEL, LoadedModel
 from salmap.registry import make_explainer, methods, trained_checkpoints
 
@@ -31,20 +33,57 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_device(name: str) -> str:
-    """The device name, checked: CUDA only when it is available."""
+    """The device name, checked: one that runs a model (the CPU, or CUDA or MPS when this
+    machine has it)."""
     try:
         device = torch.device(name)
     except RuntimeError:
         raise SalmapError(f"unknown device {name!r}: use cpu or cuda") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SalmapError("CUDA is not available on this machine; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise SalmapError(f"no GPU {device.index} on this machine: it has {torch.cuda.device_count()}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise SalmapError("MPS is not available on this machine; use --device cpu")
+    if device.type not in {"cpu", "cuda", "mps"}:
+        raise SalmapError(f"device {name!r} cannot run a model: use cpu or cuda")
     return name
+
+
+def add_image_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the commands that read image files."""
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="read images of up to N pixels (default: Pillow's guard against decompression bombs, "
+        f"{pixel_limit() or 0:,}); larger JPEGs are read at a reduced size, others are skipped",
+    )
+
+
+def check_cost(explainers: dict[str, Explainer], loaded: LoadedModel, force: bool) -> None:
+    """Refuse, unless `force`, a method whose settings take more than `FORCE_ABOVE` times its
+    default time per image; say so on stderr when forced."""
+    for cost in costs(explainers, loaded):
+        if cost.ratio > FORCE_ABOVE:
+            text = cost.describe(loaded.input_size)
+            if not force:
+                raise SalmapError(f"{text}; pass --force to run it")
+            print(f"salmap: {text}", file=sys.stderr)
 
 
 def add_method_settings(parser: argparse.ArgumentParser, speed: bool = False) -> None:
     """`--<method>-<setting>` for every setting of every registered method (see `salmap
     methods`); the speed benchmark's own defaults when `speed`."""
-    group = parser.add_argument_group("method settings")
+    group = parser.add_argument_group(
+        "method settings",
+        None
+        if speed
+        else "Settings that multiply the work (CAMERAS steps, SmoothGrad n, ...) are checked before "
+        f"a run starts: one estimated at more than {FORCE_ABOVE:.0f}x the method's default time per "
+        "image needs --force.",
+    )
     for method in methods().values():
         for option in method.options:
             default = option.speed_default if speed and option.speed_default is not None else option.default
@@ -102,6 +141,11 @@ def add_explainer_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--checkpoint", default=None, help="trained checkpoint for one trained method (casm or baseline)"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help=f"run settings estimated at more than {FORCE_ABOVE:.0f}x a method's default time per image",
     )
     add_method_settings(parser)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -12,13 +13,15 @@ from salmap import distributed
 from salmap.errors import SalmapError
 from salmap.evaluation import evaluate, parse_source, protocol, write_outputs
 from salmap.evaluation.protocols import CAUSAL_TARGETS, PROTOCOLS
-from salmap.io import refuse_existing, write_text
+from salmap.evaluation.store import BatchStore
+from salmap.io import check_output_folder, refuse_existing, write_text
 from salmap.models import load
-from salmap.registry import parse_methods
+from salmap.registry import method, parse_methods
 
 from .common import (
     add_explainer_arguments,
     add_model_arguments,
+    check_cost,
     check_device,
     explainer_factory,
     prepare_explainers,
@@ -51,6 +54,12 @@ def _add_common(parser: argparse.ArgumentParser, default_out: str) -> None:
         help="class that deletion / insertion score: label (the class the maps explain) or prediction "
         "(the model's top-1, as RISE) (default: label)",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with the stopped evaluation in --out: its finished batches (OUT/batches/) are "
+        "read back, the rest computed",
+    )
     add_explainer_arguments(parser)
 
 
@@ -78,8 +87,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     bench.set_defaults(run=run_benchmark, limit=200)
 
 
-def _check_outputs(folders: list[Path], overwrite: bool) -> None:
-    refuse_existing([folder / name for folder in folders for name in OUTPUTS], overwrite)
+def _check_outputs(folders: list[Path], overwrite: bool, resume: bool) -> None:
+    if overwrite and resume:
+        raise SalmapError("--resume keeps the finished batches and --overwrite replaces them: choose one")
+    for folder in folders:
+        check_output_folder(folder)
+        if BatchStore(folder).exists() and not (overwrite or resume):
+            raise SalmapError(
+                f"{folder} holds a stopped or finished evaluation: pass --resume to go on with it "
+                "or --overwrite to start again"
+            )
+    if not resume:
+        refuse_existing([folder / name for folder in folders for name in OUTPUTS], overwrite)
 
 
 def _evaluate_one(
@@ -91,8 +110,14 @@ def _evaluate_one(
     loaded = load(model_name, arch=getattr(args, "arch", None), device=str(device))
     methods = parse_methods(args.method, trained=args.checkpoint is not None or loaded.name == "digits_cnn")
     build = explainer_factory(args, loaded, methods)
+    check_cost(
+        {name: build(name, loaded.model) for name in methods if not method(name).trained}, loaded, args.force
+    )
     chosen = protocol(args.protocol).with_causal_target(args.causal_target)
     source = parse_source(data, loaded, args.limit, seed=args.seed, box_geometry=chosen.box_geometry)
+    if distributed.rank() == 0:
+        for path, reason in source.skipped:
+            print(f"salmap: skipped {path}: {reason}", file=sys.stderr)
     explainers = {name: build(name, loaded.model) for name in methods}
     prepared, choices = prepare_explainers(explainers, loaded, leave_out_refused=args.method.strip() == "all")
     show(choices)
@@ -106,6 +131,8 @@ def _evaluate_one(
         batch_size=args.batch_size,
         sanity_images=args.sanity_images,
         protocol=chosen,
+        store=BatchStore(out),
+        resume=args.resume,
     )
     if evaluation is None:
         return None
@@ -116,7 +143,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     model = args.model or ("digits_cnn" if args.data.startswith("digits") else "efficientnet_lite0")
     with distributed.session(check_device(args.device)) as device:
-        distributed.checked(lambda: _check_outputs([out], args.overwrite))
+        distributed.checked(lambda: _check_outputs([out], args.overwrite, args.resume))
         written = _evaluate_one(args, args.data, model, out, device)
     if written is None:
         return 0
@@ -129,7 +156,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     out = Path(args.out)
     folders = [out / variant for variant in BENCHMARK_VARIANTS]
     with distributed.session(check_device(args.device)) as device:
-        distributed.checked(lambda: _check_outputs(folders, args.overwrite))
+        distributed.checked(lambda: _check_outputs(folders, args.overwrite, args.resume))
         written = [
             _evaluate_one(args, f"digits:{variant}", "digits_cnn", folder, device)
             for variant, folder in zip(BENCHMARK_VARIANTS, folders, strict=True)

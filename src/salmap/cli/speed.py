@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from salmap.errors import SalmapError
+from salmap.io import check_output_folder
 from salmap.registry import method_names, parse_methods
 
 from .common import add_method_settings, check_device, method_settings
@@ -69,6 +70,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from salmap.speed import markdown, memory_markdown, run_benchmark
 
+    check_output_folder(args.out)
     batches = _integers(args.batches, "--batches")
     memory_samples = _integers(args.memory_samples, "--memory-samples") if args.memory_samples else []
     if not batches or min(batches + memory_samples) < 1 or args.repeats < 1:

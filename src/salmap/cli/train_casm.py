@@ -6,8 +6,10 @@ import argparse
 import json
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 from salmap.errors import SalmapError
+from salmap.io import check_output_folder
 
 SETTINGS = {
     "data": str,
@@ -100,20 +102,32 @@ def _overrides(args: argparse.Namespace) -> dict:
     return chosen
 
 
+def saved_config(path: Path, kind: type, overrides: dict) -> Any:
+    """The run's configuration read back from `config.json`, with `overrides`; one clear error
+    when the file is not one."""
+    known = {f.name for f in fields(kind)}
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(stored, dict):
+            raise ValueError("not a JSON object")
+        return kind(**{**{k: v for k, v in stored.items() if k in known}, **overrides})
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else str(error).splitlines()[0]
+        raise SalmapError(f"cannot resume from {path}: it is not a run's configuration ({reason})") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the configuration (the saved one when resuming), train, print where it went."""
     from salmap.casm.train import CASMConfig, preset, train_casm
 
-    out = Path(args.out)
+    out = check_output_folder(args.out)
     overrides = _overrides(args)
     saved = out / "config.json"
     if args.resume and saved.is_file():
-        known = {f.name for f in fields(CASMConfig)}
-        stored = {k: v for k, v in json.loads(saved.read_text()).items() if k in known}
         changed = sorted(set(overrides) - {"steps", "epochs", "checkpoint_every", "num_workers"})
         if changed:
             raise SalmapError(f"--resume keeps the run's settings; drop {', '.join(changed)}")
-        config = CASMConfig(**{**stored, **overrides})
+        config = saved_config(saved, CASMConfig, overrides)
     else:
         config = preset(args.preset, **overrides)
     result = train_casm(config, out, resume=args.resume, progress=not args.no_progress)

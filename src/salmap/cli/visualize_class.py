@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from salmap.errors import SalmapError
-from salmap.io import refuse_existing, write_atomically
+from salmap.io import check_output_file, refuse_existing, write_atomically
 from salmap.models import load
 
 from .common import add_model_arguments, check_device
@@ -42,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from salmap.class_models import visualize_class
     from salmap.figures import save_class_grid
 
-    out = Path(args.out)
+    out = check_output_file(args.out)
     refuse_existing([out], args.overwrite)
     labels = [label.strip() for label in args.classes.split(",") if label.strip()]
     if not labels:

@@ -33,6 +33,7 @@ to use ImageNet-1k indices for a subset of classes, or a mapping of your own.
 
 from __future__ import annotations
 
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -209,6 +210,26 @@ class ImageNetFolder(Dataset):
                     return option
         return None
 
+    def problem(self, index: int) -> str | None:
+        """Why image `index` cannot be used for localisation, or None: its image or box file
+        cannot be read, or no box of its class lies inside the centre crop (reads the image's
+        header and the box file only)."""
+        path, wnid = self.samples[index]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as opened:
+                    size = opened.size
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
+            return f"cannot read the image ({type(error).__name__})"
+        try:
+            boxes = self.boxes_of(path, wnid, size)["boxes"]
+        except SalmapError as error:
+            return str(error)
+        if len(boxes) == 0:
+            return f"no box of {wnid} inside the centre crop"
+        return None
+
     def __len__(self) -> int:
         return len(self.samples)
 
@@ -231,10 +252,11 @@ class ImageNetFolder(Dataset):
         pixels = np.asarray(transform_image(image, self.resize, self.crop), dtype=np.float32) / 255.0
         tensor = torch.from_numpy(pixels).permute(2, 0, 1)
         item = {"image": (tensor - self.mean) / self.std, "label": label, "path": str(path)}
-        return item | self._boxes(path, wnid, image.size)
+        return item | self.boxes_of(path, wnid, image.size)
 
-    def _boxes(self, path: Path, wnid: str, size: tuple[int, int]) -> dict:
-        """`boxes` in crop pixels (and, in the CASM geometry, `box_areas`) of one image."""
+    def boxes_of(self, path: Path, wnid: str, size: tuple[int, int]) -> dict:
+        """`boxes` of `wnid` in crop pixels (and, in the CASM geometry, `box_areas`) of an image of
+        `size` (width, height); none without a box file."""
         boxes = np.zeros((0, 4), dtype=np.float32)
         xml_size = None
         xml = self.box_file(path, wnid)

@@ -104,9 +104,15 @@ def write_outputs(
         f"Maps explain the ground-truth class. Wall time {seconds:.0f} s.",
         "",
         protocol.statement,
-        "",
-        _fills(evaluation),
     ]
+    skipped = evaluation.source.skipped
+    if skipped:
+        parts += [
+            "",
+            f"{len(skipped)} images left out (an unreadable image or box file, or no box inside the "
+            "centre crop), listed with the reason in `metrics.json`.",
+        ]
+    parts += ["", _fills(evaluation)]
     for heading, table in tables.items():
         parts += ["", f"## {heading}", "", table]
         if table_has_masked_images(table):
@@ -125,6 +131,7 @@ def write_outputs(
         "protocol": protocol.name,
         "causal_target": protocol.causal_target if Causal in protocol.accumulators else None,
         "images": len(evaluation.labels),
+        "skipped": [{"image": str(path), "reason": reason} for path, reason in skipped],
         "accuracy": accuracy,
         "seconds": seconds,
         "methods": summary,

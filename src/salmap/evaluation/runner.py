@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import nn
@@ -19,6 +19,9 @@ from salmap.registry import method
 from .accumulators import COLUMNS, Accumulator, MapsOfBatch
 from .protocols import SALMAP, Protocol
 from .sources import EvalBatch, EvalSource
+
+if TYPE_CHECKING:
+    from .store import BatchStore
 
 A = TypeVar("A", bound=Accumulator)
 
@@ -155,6 +158,8 @@ def evaluate(
     sanity_images: int = 4,
     progress: bool = True,
     protocol: Protocol = SALMAP,
+    store: BatchStore | None = None,
+    resume: bool = False,
 ) -> Evaluation | None:
     """Explain every image of `source` with every method and accumulate the metrics of the
     `protocol` (`salmap.evaluation.protocols`; by default every metric: LE / OM (three box
@@ -166,12 +171,31 @@ def evaluate(
     `sanity_images` images (not for the trained mappers, which carry their own classifier).
     Deleted pixels take the source's fill value; masked images the protocol's.
 
+    With a `store` each batch's values are saved as it finishes; with `resume` the batches it
+    holds from a stopped run of the same evaluation are read back instead of computed.
+
     Under `torchrun` (a joined process group) rank r evaluates batches r, r + N, ...; rank 0
     gathers every batch's values and returns what one process would, the other ranks None."""
     explainers = {name: make_explainer(name, loaded.model) for name in methods}
     settings = _Settings(batch_size, sanity_images, source.fill, protocol)
+    if store is not None:
+        identity = {
+            "data": source.name,
+            "images": source.size,
+            "model": loaded.name,
+            "methods": {name: explainer.settings() for name, explainer in explainers.items()},
+            "batch_size": batch_size,
+            "sanity_images": sanity_images,
+            "seed": source.seed,
+            "protocol": protocol.name,
+            "causal_target": protocol.causal_target,
+        }
+        distributed.checked(lambda: store.start(identity, resume) if distributed.rank() == 0 else None)
     numbers = distributed.shard(-(-source.size // batch_size))
-    images = sum(min(batch_size, source.size - number * batch_size) for number in numbers)
+    saved = {number: store.load(number) for number in numbers} if store is not None and resume else {}
+    done = [part for part in saved.values() if part is not None]
+    todo = [number for number in numbers if saved.get(number) is None]
+    images = sum(min(batch_size, source.size - number * batch_size) for number in todo)
     bar = tqdm(
         total=images * len(explainers),
         desc="evaluating",
@@ -179,10 +203,11 @@ def evaluate(
         disable=not progress or distributed.rank() != 0,
     )
     try:
-        done = [
-            _evaluate_batch(number, batch, loaded, explainers, make_explainer, settings, bar)
-            for number, batch in zip(numbers, source.batches(batch_size, loaded, numbers), strict=True)
-        ]
+        for number, batch in zip(todo, source.batches(batch_size, loaded, todo), strict=True):
+            part = _evaluate_batch(number, batch, loaded, explainers, make_explainer, settings, bar)
+            if store is not None:
+                store.save(part)
+            done.append(part)
     finally:
         bar.close()
     gathered = distributed.gather(done)

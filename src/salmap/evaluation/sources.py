@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from salmap.errors import SalmapError
 from salmap.models import LoadedModel
+from salmap.workers import exit_with_parent, one_line_errors
 
 
 @dataclass
@@ -31,7 +32,8 @@ class EvalBatch:
 @dataclass
 class EvalSource:
     """A named evaluation set: its size, whether pixel masks are known, the value (normalised
-    space) that removed pixels take, and its batches."""
+    space) that removed pixels take, and its batches; the seed it was generated with, and the
+    images left out (with the reason)."""
 
     name: str
     size: int
@@ -40,6 +42,8 @@ class EvalSource:
     dataset: Dataset | None = None
     workers: int = 0
     digits: object | None = None
+    seed: int | None = None
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     def batches(
         self, batch_size: int, loaded: LoadedModel, numbers: Sequence[int] | None = None
@@ -63,16 +67,23 @@ class EvalSource:
             return
         from salmap.data.imagenet import collate
 
-        loader = DataLoader(self.dataset, batch_sampler=parts, num_workers=self.workers, collate_fn=collate)
-        for batch in loader:
-            yield EvalBatch(
-                images=batch["image"],
-                pixels=loaded.denormalize(batch["image"]),
-                labels=batch["label"],
-                boxes=[torch.as_tensor(b).round().long().view(-1, 4) for b in batch["boxes"]],
-                objects=None,
-                box_areas=batch.get("box_areas"),
-            )
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=parts,
+            num_workers=self.workers,
+            collate_fn=collate,
+            worker_init_fn=exit_with_parent(),
+        )
+        with one_line_errors():
+            for batch in loader:
+                yield EvalBatch(
+                    images=batch["image"],
+                    pixels=loaded.denormalize(batch["image"]),
+                    labels=batch["label"],
+                    boxes=[torch.as_tensor(b).round().long().view(-1, 4) for b in batch["boxes"]],
+                    objects=None,
+                    box_areas=batch.get("box_areas"),
+                )
 
 
 def digits_source(variant: str = "single", n: int = 500, seed: int = 0, split: str = "test") -> EvalSource:
@@ -85,17 +96,21 @@ def digits_source(variant: str = "single", n: int = 500, seed: int = 0, split: s
         raise SalmapError(f"unknown digits variant {variant!r}; choose from {', '.join(VARIANTS)}")
     data = build_split(split, n, variant=variant, seed=seed)
     fill = -DIGITS_MEAN[0] / DIGITS_STD[0]
-    return EvalSource(name=f"digits:{variant}", size=len(data), has_objects=True, fill=fill, digits=data)
+    return EvalSource(
+        name=f"digits:{variant}", size=len(data), has_objects=True, fill=fill, digits=data, seed=seed
+    )
 
 
 def imagenet_source(
     root: str | Path, loaded: LoadedModel, limit: int | None, workers: int, box_geometry: str = "crop"
 ) -> EvalSource:
     """`ROOT/val/<wnid>/*` with XML boxes, mapped to ImageNet-1k indices when the model has 1,000
-    classes; only images with at least one box are kept. `box_geometry="crop"`: preprocessed like
-    `loaded` (its resize and centre crop), boxes clipped to the crop; `"casm"`: the CASM authors'
-    scoring geometry, the shorter side resized straight to the crop size and the boxes in their
-    integer geometry with their areas before clipping (`salmap.data.imagenet.casm_boxes`)."""
+    classes; only images with a box file are taken, and those whose image or box file cannot be
+    read, or with no box of their class inside the centre crop, are left out and listed with the
+    reason (`skipped`). `box_geometry="crop"`: preprocessed like `loaded` (its resize and centre
+    crop), boxes clipped to the crop; `"casm"`: the CASM authors' scoring geometry, the shorter
+    side resized straight to the crop size and the boxes in their integer geometry with their
+    areas before clipping (`salmap.data.imagenet.casm_boxes`)."""
     from torch.utils.data import Subset
 
     from salmap.data.imagenet import ImageNetFolder
@@ -114,16 +129,31 @@ def imagenet_source(
         class_to_idx=mapping,
         box_geometry=box_geometry,
     )
-    boxed = [i for i, (path, wnid) in enumerate(folder.samples) if folder.box_file(path, wnid) is not None]
+    indices: list[int] = []
+    skipped: list[tuple[Path, str]] = []
+    boxed = 0
+    for index, (path, wnid) in enumerate(folder.samples):
+        if limit and len(indices) >= limit:
+            break
+        if folder.box_file(path, wnid) is None:
+            continue
+        boxed += 1
+        problem = folder.problem(index)
+        if problem is None:
+            indices.append(index)
+        else:
+            skipped.append((path, problem))
     if not boxed:
         raise SalmapError(f"no box files found for the images in {Path(root) / 'val'}")
-    indices = boxed[:limit] if limit else boxed
+    if not indices:
+        raise SalmapError(f"no usable image in {Path(root) / 'val'}: {skipped[0][0]}: {skipped[0][1]}")
     return EvalSource(
         name=f"imagenet:{root}",
         size=len(indices),
         has_objects=False,
         dataset=Subset(folder, indices),
         workers=workers,
+        skipped=skipped,
     )
 
 

@@ -3,6 +3,7 @@ image's `.npy` maps and `.png` overlays, at most a few batches behind."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,11 +21,16 @@ SummaryRow = tuple[Image.Image, list[Image.Image], str]
 
 
 def write_maps(
-    folder: Path, pixels: np.ndarray, maps: dict[str, torch.Tensor], loaded: LoadedModel, keep: bool
+    folder: Path,
+    pixels: np.ndarray,
+    maps: dict[str, torch.Tensor],
+    loaded: LoadedModel,
+    keep: bool,
+    written: Callable[[], None] | None = None,
 ) -> tuple[Image.Image, list[Image.Image]] | None:
     """Write `<method>.npy` (the map at the image's size) and `<method>.png` (the overlay) for
-    each method; return the image and its overlays when `keep`, at most `SUMMARY_PIXELS` on a
-    side (for the summary figure, whose cells are smaller)."""
+    each method, then call `written()`; return the image and its overlays when `keep`, at most
+    `SUMMARY_PIXELS` on a side (for the summary figure, whose cells are smaller)."""
     image = Image.fromarray(pixels)
     overlays = []
     for method, saliency in maps.items():
@@ -35,9 +41,24 @@ def write_maps(
         if keep:
             picture.thumbnail((SUMMARY_PIXELS, SUMMARY_PIXELS))
             overlays.append(picture)
+    if written is not None:
+        written()
     if keep:
         image.thumbnail((SUMMARY_PIXELS, SUMMARY_PIXELS))
     return (image, overlays) if keep else None
+
+
+def summary_row(image: Image.Image, overlays: list[Path], title: str) -> SummaryRow:
+    """A summary row read back from written overlays (for maps kept from an earlier run)."""
+    pictures = []
+    for path in overlays:
+        with Image.open(path) as opened:
+            picture = opened.convert("RGB")
+        picture.thumbnail((SUMMARY_PIXELS, SUMMARY_PIXELS))
+        pictures.append(picture)
+    image = image.copy()
+    image.thumbnail((SUMMARY_PIXELS, SUMMARY_PIXELS))
+    return image, pictures, title
 
 
 class MapWriter:
@@ -60,9 +81,11 @@ class MapWriter:
         maps: dict[str, torch.Tensor],
         title: str,
         keep: bool,
+        written: Callable[[], None] | None = None,
     ) -> None:
-        """Write image `index`'s maps into `folder`; keep a summary row titled `title` if `keep`."""
-        future = self.pool.submit(write_maps, folder, pixels, maps, self.loaded, keep)
+        """Write image `index`'s maps into `folder`, then call `written()`; keep a summary row
+        titled `title` if `keep`."""
+        future = self.pool.submit(write_maps, folder, pixels, maps, self.loaded, keep, written)
         self.pending.append((index, title, future))
         while len(self.pending) - self.done > 4 * self.threads:
             self.pending[self.done][2].result()

@@ -25,6 +25,8 @@ def save_attack_figure(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .text import drawable, font_families
+
     cols = 1 + 2 * len(results)
     figure, axes = plt.subplots(len(names), cols, figsize=(1.9 * cols, 2.2 * len(names)), squeeze=False)
     clean = loaded.denormalize(x)
@@ -47,7 +49,7 @@ def save_attack_figure(
             axis = axes[r][c]
             array = picture.permute(1, 2, 0).clamp(0, 1).cpu().numpy()
             axis.imshow(array[..., 0] if array.shape[-1] == 1 else array, cmap="gray", vmin=0, vmax=1)
-            axis.set_title(title, fontsize=7)
+            axis.set_title(drawable(title), fontsize=7, fontfamily=list(font_families()))
             axis.axis("off")
     figure.tight_layout()
     figure.savefig(path, dpi=100)

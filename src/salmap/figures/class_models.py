@@ -17,6 +17,8 @@ def save_class_grid(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .text import drawable, font_families
+
     count = len(result.class_indices)
     cols = min(columns, count)
     rows = -(-count // cols)
@@ -30,7 +32,16 @@ def save_class_grid(
         axis.imshow(picture[..., 0] if gray else picture, cmap="gray" if gray else None, vmin=0, vmax=1)
         score, probability = float(result.scores[k]), float(result.probabilities[k])
         caption = f"{name} ({index})\nscore {score:.1f}, p {probability:.2f}"
-        axis.text(0.5, -0.03, caption, transform=axis.transAxes, ha="center", va="top", fontsize=9)
+        axis.text(
+            0.5,
+            -0.03,
+            drawable(caption),
+            transform=axis.transAxes,
+            ha="center",
+            va="top",
+            fontsize=9,
+            fontfamily=list(font_families()),
+        )
     figure.tight_layout(h_pad=2.5)
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -33,7 +33,9 @@ class LoadedModel:
     pretrained: bool = True
 
     def class_index(self, label: int | str) -> int:
-        """The class index for an index or a class name (case-insensitive)."""
+        """The class index for an index or a class name: the class spelled exactly so, else the
+        one class whose name matches ignoring case; several matches are an error that lists
+        them."""
         from salmap.errors import SalmapError
 
         count = len(self.class_names)
@@ -42,10 +44,18 @@ class LoadedModel:
             if not 0 <= index < count:
                 raise SalmapError(f"class index {index} is out of range for {self.name} (0..{count - 1})")
             return index
-        wanted = str(label).strip().lower()
-        for index, name in enumerate(self.class_names):
-            if name.lower() == wanted:
-                return index
+        wanted = str(label).strip()
+        exact = [index for index, name in enumerate(self.class_names) if name == wanted]
+        if len(exact) == 1:
+            return exact[0]
+        matches = [
+            index for index, name in enumerate(self.class_names) if name.casefold() == wanted.casefold()
+        ]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            listed = ", ".join(f"{index} ({self.class_names[index]})" for index in matches)
+            raise SalmapError(f"class name {label!r} matches several classes: {listed}; give the index")
         raise SalmapError(
             f"unknown class name {label!r} for {self.name}; give a name or an index 0..{count - 1}"
         )
