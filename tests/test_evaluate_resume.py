@@ -57,6 +57,8 @@ def test_evaluate_resumes_a_stopped_run_and_computes_only_the_rest(
     assert code == 2 and "--resume" in capsys.readouterr().err
     code = main([*common, "--out", str(out), "--resume", "--method", "cam"])
     assert code == 2 and "methods differ" in capsys.readouterr().err
+    code = main([*common, "--out", str(out), "--resume", "--protocol", "casm"])
+    assert code == 2 and "protocol differ" in capsys.readouterr().err
     monkeypatch.setattr(
         runner,
         "_evaluate_batch",
