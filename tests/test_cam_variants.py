@@ -14,6 +14,7 @@ from salmap import (
     GradCAMPlusPlus,
     HiResCAM,
     LayerCAM,
+    Occlusion,
     SalmapError,
     ScoreCAM,
     XGradCAM,
@@ -176,3 +177,16 @@ def test_layer_methods_refuse_a_layer_without_a_feature_map(tiny_net: TinyGapNet
     for method in (GradCAMPlusPlus, HiResCAM, XGradCAM, LayerCAM, ScoreCAM, EigenCAM):
         with pytest.raises(SalmapError, match="cannot read layer fc"):
             method(tiny_net, layer="fc")(images)
+
+
+def test_signed_maps_are_the_maps_before_their_relu(tiny_net: TinyGapNet, images) -> None:
+    tiny_net.conv2.stride = (1, 1)  # the layer at the input's size: no upsampling between the two
+    for method in (HiResCAM, XGradCAM, GradCAMPlusPlus):
+        explainer = method(tiny_net, layer="conv2")
+        signed = explainer.signed_maps(images, [0, 1, 2, 3])
+        assert bool((signed < 0).any()), f"{method.name}: a pre-ReLU map of a conv layer has negative parts"
+        maps = explainer(images, [0, 1, 2, 3], normalize=False)
+        torch.testing.assert_close(signed.clamp(min=0), maps, rtol=1e-4, atol=1e-6)
+    for explainer in (EigenCAM(tiny_net, layer="conv2"), Occlusion(tiny_net, window=4, stride=4)):
+        torch.testing.assert_close(explainer.signed_maps(images, 1), explainer(images, 1, normalize=False))
+    assert LayerCAM(tiny_net, layer="conv2").signed_maps(images) is None

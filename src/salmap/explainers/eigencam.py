@@ -68,5 +68,9 @@ class EigenCAM(LayerExplainer):
             target.resolve(self.read_logits(output))
         return upsampled(first_component(activations.float(), self.center), x.shape[-2:])
 
+    def explain_signed(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        """The map itself: the projection on the component is not rectified."""
+        return self.explain(x, target)
+
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "center": self.center}

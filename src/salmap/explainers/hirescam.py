@@ -4,17 +4,15 @@ of convolutional neural networks")."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from salmap.registry import register
 from salmap.targets import Target
 
-from .base import LayerExplainer
-from .layer_maps import upsampled
+from .layer_maps import RectifiedLayerMap
 
 
 @register("hirescam", "cam")
-class HiResCAM(LayerExplainer):
+class HiResCAM(RectifiedLayerMap):
     """HiResCAM: ReLU(sum_k dS_c/dA_k * A_k), element-wise (Draelos and Carin 2020).
 
     Grad-CAM averages each channel's gradient over the positions first; HiResCAM keeps the
@@ -24,6 +22,6 @@ class HiResCAM(LayerExplainer):
     does; upsampled bilinearly to the input size; the backward pass stops at the layer.
     """
 
-    def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+    def layer_map(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         activations, gradients, _ = self.activations_and_gradients(x, self.score(target))
-        return upsampled(F.relu((gradients * activations).sum(dim=1)), x.shape[-2:])
+        return (gradients * activations).sum(dim=1)

@@ -130,6 +130,10 @@ class Occlusion(Explainer):
         count = cover_rows.sum(dim=0)[:, None] * cover_columns.sum(dim=0)[None, :]
         return total / count
 
+    def explain_signed(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        """The map itself: the mean drop of the score is not rectified."""
+        return self.explain(x, target)
+
     def settings(self) -> dict[str, Any]:
         return {
             "window": self.window,

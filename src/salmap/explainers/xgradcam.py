@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from salmap.registry import register
 from salmap.targets import Target
 
-from .base import LayerExplainer
-from .layer_maps import channel_sum, upsampled
+from .layer_maps import RectifiedLayerMap, channel_sum
 
 
 @register("xgradcam", "cam")
-class XGradCAM(LayerExplainer):
+class XGradCAM(RectifiedLayerMap):
     """XGrad-CAM: ReLU(sum_k w_k A_k), w_k = sum_ij (A_ij^k / sum_ab A_ab^k) dS_c/dA_ij^k (Fu et al. 2020).
 
     The gradient averaged with the activations as weights, which makes the map satisfy the
@@ -22,9 +20,9 @@ class XGradCAM(LayerExplainer):
     size; the backward pass stops at the layer.
     """
 
-    def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+    def layer_map(self, x: torch.Tensor, target: Target) -> torch.Tensor:
         activations, gradients, _ = self.activations_and_gradients(x, self.score(target))
         totals = activations.sum(dim=(2, 3))
         weighted = (activations * gradients).sum(dim=(2, 3))
         weights = torch.where(totals != 0, weighted / totals, 0.0)
-        return upsampled(F.relu(channel_sum(weights, activations)), x.shape[-2:])
+        return channel_sum(weights, activations)
