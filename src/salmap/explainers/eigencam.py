@@ -21,15 +21,23 @@ def first_component(activations: torch.Tensor, center: bool = False) -> torch.Te
     first right singular vector V_1, `(B, h, w)`. V_1's sign is fixed so that sum_k V_1k >= 0:
     the map grows where the channels are more active (for non-negative activations, uncentred,
     V_1 is then non-negative). `center` subtracts each channel's mean over the positions first
-    (a principal component analysis in the strict sense)."""
-    batch, _, height, width = activations.shape
+    (a principal component analysis in the strict sense).
+
+    Computed from the top eigenpair of the smaller Gram matrix: O^T O (K x K) gives V_1, or, when
+    the layer has more channels than positions (1280 x 49 in EfficientNet-Lite0), O O^T (hw x hw)
+    gives sigma_1 U_1 = O V_1, and sum_k V_1k has the sign of (O 1)^T U_1."""
+    batch, channels, height, width = activations.shape
     matrix = activations.flatten(2).transpose(1, 2).double()
     if center:
         matrix = matrix - matrix.mean(dim=1, keepdim=True)
-    _, _, right = torch.linalg.svd(matrix, full_matrices=False)
-    first = right[:, 0, :]
-    first = first * torch.where(first.sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
-    return (matrix @ first.unsqueeze(2)).view(batch, height, width).to(activations.dtype)
+    if channels < height * width:
+        first = torch.linalg.eigh(matrix.transpose(1, 2) @ matrix)[1][:, :, -1]
+        first = first * torch.where(first.sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
+        return (matrix @ first.unsqueeze(2)).view(batch, height, width).to(activations.dtype)
+    values, vectors = torch.linalg.eigh(matrix @ matrix.transpose(1, 2))
+    projection = vectors[:, :, -1] * values[:, -1:].clamp_min(0).sqrt()
+    sign = torch.where((matrix.sum(dim=2) * projection).sum(dim=1, keepdim=True) < 0, -1.0, 1.0)
+    return (projection * sign).view(batch, height, width).to(activations.dtype)
 
 
 @register(
