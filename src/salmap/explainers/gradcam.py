@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from salmap.registry import register
 from salmap.targets import Target
 
-from .base import LayerExplainer
+from .layer_maps import RectifiedLayerMap, channel_sum
 
 
 @register("gradcam", "cam")
-class GradCAM(LayerExplainer):
+class GradCAM(RectifiedLayerMap):
     """Grad-CAM: ReLU(sum_k a_k A_k), a_k = spatial mean of dy_c/dA_k (Selvaraju et al. 2017).
 
     The map is upsampled bilinearly to the input size; the backward pass stops at the layer.
     Token and channels-last layers are read as feature maps (see `LayerExplainer`).
     """
 
-    def weighted_activations(self, x: torch.Tensor, target: Target) -> torch.Tensor:
-        """sum_k a_k A_k before the ReLU, `(B, 1, h, w)` at the layer's resolution."""
+    def layer_map(self, x: torch.Tensor, target: Target) -> torch.Tensor:
+        """sum_k a_k A_k before the ReLU, `(B, h, w)` at the layer's resolution."""
         activations, gradients, _ = self.activations_and_gradients(x, self.score(target))
-        weights = gradients.mean(dim=(2, 3), keepdim=True)
-        return (weights * activations).sum(dim=1, keepdim=True)
-
-    def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
-        cam = F.relu(self.weighted_activations(x, target))
-        return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-
-    def explain_signed(self, x: torch.Tensor, target: Target) -> torch.Tensor:
-        """sum_k a_k A_k before the ReLU, upsampled like the map."""
-        cam = self.weighted_activations(x, target)
-        return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        return channel_sum(gradients.mean(dim=(2, 3)), activations)

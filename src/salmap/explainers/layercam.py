@@ -62,7 +62,7 @@ class LayerCAM(LayerExplainer):
     def floor_passes(self, x: torch.Tensor) -> list[tuple[int, int]]:
         return [(x.shape[-2], x.shape[-1])] * (1 + len(self.fuse))
 
-    def layer_map(
+    def map_of_layer(
         self, module: nn.Module, x: torch.Tensor, target: Target, reshape: Reshape | None = None
     ) -> torch.Tensor:
         """The map of one layer at the input size, its output read by `reshape` or automatically."""
@@ -72,11 +72,11 @@ class LayerCAM(LayerExplainer):
         return upsampled(F.relu((F.relu(gradients) * activations).sum(dim=1)), x.shape[-2:])
 
     def explain(self, x: torch.Tensor, target: Target) -> torch.Tensor:
-        cam = self.layer_map(self.layer(x), x, target, self.reshape)
+        cam = self.map_of_layer(self.layer(x), x, target, self.reshape)
         if not self.fuse:
             return cam
         maps = [cam] + [
-            self.layer_map(resolve_layer(self.model, name, x)[1], x, target) for name in self.fuse
+            self.map_of_layer(resolve_layer(self.model, name, x)[1], x, target) for name in self.fuse
         ]
         scaled = []
         for layer_map in maps:
